@@ -1,0 +1,677 @@
+"""Placement search: how llama.cpp should run a model on a machine, as a ``Plan``.
+
+Strategies are tried in order of speed and the first that fits wins:
+
+1. ``gpu``: every layer, the output layer included, on the GPU(s);
+2. ``gpu+cpu-moe``: all layers on the GPU(s) but the routed experts of the first N layers in host
+   RAM (``--n-cpu-moe N``, the smallest N that fits);
+3. ``partial-offload``: the last K layers on the GPU(s) (``-ngl K``, the largest K that fits; MoE
+   models keep all their routed experts on the host then);
+4. ``cpu``: everything in host RAM;
+5. ``disk``: weights memory-mapped from a file larger than free RAM; it runs, reading weights from
+   disk for every token, very slowly.
+
+A strategy fits when every GPU keeps its margin free (``Options.gpu_margin_bytes``, 1 GiB by default
+as llama.cpp's ``--fit``) and the host keeps ``Options.host_reserved_bytes`` free: unlike
+llama.cpp's fit, host RAM is checked. Fit is decided at a minimum context (the requested one, or
+4096 tokens); the context is then grown, in steps of 256, to the largest that still fits, up to the
+trained context (or ``Options.context_cap``). Multi-GPU splits are contiguous layer ranges sized
+in proportion to each GPU's free memory, written as ``-ts`` layer counts so that llama.cpp places
+exactly the layers planned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from servefit.errors import OptionsError
+from servefit.machine import Machine
+from servefit.memory import (
+    CACHE_TYPES,
+    Breakdown,
+    Context,
+    Layout,
+    Profile,
+    context_cells,
+    gpu_overhead_bytes,
+    is_quantized_cache_type,
+    memory_breakdown,
+    profile,
+)
+from servefit.model import ModelSpec
+from servefit.plan import GIB, DeviceUsage, FlashAttn, Options, Plan, Strategy
+
+__all__ = ["MIN_CONTEXT", "make_plan"]
+
+MIN_CONTEXT = 4096  # as llama.cpp's fit (fit_params_min_ctx): the smallest context worth serving
+_HUGE_TRAINED_CONTEXT = 1 << 20
+_DEVICE_PREFIX = {"cuda12": "CUDA", "cuda13": "CUDA", "rocm": "ROCm", "vulkan": "Vulkan", "metal": "MTL"}
+
+
+@dataclass(frozen=True, slots=True)
+class _Setup:
+    """Everything fixed for one (spec, machine, options) planning run."""
+
+    spec: ModelSpec
+    prof: Profile
+    machine: Machine
+    opts: Options
+    n_gpu: int
+    budgets: tuple[int, ...]  # per GPU: capacity minus margin
+    host_budget: int
+    flash_attn: bool
+    backend: str
+    overhead: int
+    n_seq: int
+    min_ctx: int
+    max_ctx: int
+    fixed_ctx: bool
+
+
+def _gib(n: int) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
+def _round_ctx(n: int) -> int:
+    return max(256, -(-n // 256) * 256)
+
+
+def _context(setup: _Setup, n_ctx: int) -> Context:
+    o = setup.opts
+    return Context(
+        n_ctx=n_ctx,
+        n_seq=setup.n_seq,
+        n_batch=o.batch,
+        n_ubatch=o.ubatch,
+        type_k=o.cache_type_k,
+        type_v=o.cache_type_v,
+        flash_attn=setup.flash_attn,
+    )
+
+
+def _evaluate(setup: _Setup, n_ctx: int, layout: Layout) -> Breakdown:
+    return memory_breakdown(
+        setup.spec, _context(setup, n_ctx), layout, backend=setup.backend, overhead_bytes=setup.overhead
+    )
+
+
+def _host_need(setup: _Setup, b: Breakdown, *, disk: bool = False) -> int:
+    need = b.host_total - (b.host_weights - b.host_weights_repack if disk else 0)
+    if setup.machine.unified_memory:
+        need += sum(b.gpu_total)
+    return need
+
+
+def _fits(setup: _Setup, b: Breakdown, *, disk: bool = False) -> bool:
+    if any(t > cap for t, cap in zip(b.gpu_total, setup.budgets, strict=True)):
+        return False
+    return _host_need(setup, b, disk=disk) <= setup.host_budget
+
+
+# ------------------------------------------------------------------------------------------------
+# multi-GPU split
+# ------------------------------------------------------------------------------------------------
+
+
+def _balanced_split(setup: _Setup, n_ctx: int, gpu_layers: int, n_cpu_moe: int) -> tuple[float, ...]:
+    """-ts as layer counts: contiguous ranges whose GPU bytes follow each GPU's free memory."""
+    n = setup.n_gpu
+    if n <= 1:
+        return ()
+    prof = setup.prof
+    n_layer = prof.n_layer
+    start = max(n_layer + 1 - gpu_layers, 0)
+    ctx = _context(setup, n_ctx)
+    _n_ctx, cells, swa_cells = context_cells(ctx, prof.n_swa)
+    n_stream = max(1, setup.n_seq)
+    full_p, swa_p = prof.kv_row_prefix(ctx.type_k, ctx.type_v, ctx.flash_attn)
+    kv_full, kv_swa = cells * n_stream, swa_cells * n_stream
+    rec = prof.recurrent_row_bytes * max(1, setup.n_seq)
+    dense, experts, rcount = prof.dense.cuda, prof.experts.cuda, prof.recurrent_count
+    ncm = min(n_cpu_moe, n_layer)
+
+    def cum(i: int) -> int:  # GPU bytes of layers [0, i) if they were all on a GPU
+        return dense[i] + experts[i] - experts[min(i, ncm)] + full_p[i] * kv_full + swa_p[i] * kv_swa + rcount[i] * rec
+
+    base = cum(start)
+    total_cost = cum(n_layer) - base + prof.output.cuda
+    free = [max(b - setup.overhead, 1) for b in setup.budgets]
+    total_free = sum(free)
+    counts: list[int] = []
+    prev = start
+    target = 0.0
+    for g in range(n - 1):
+        target += total_cost * free[g] / total_free
+        lo, hi = prev, n_layer  # largest i in [prev, n_layer] with cum(i) - base <= target
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if cum(mid) - base <= target:
+                lo = mid
+            else:
+                hi = mid - 1
+        if lo < n_layer and (cum(lo + 1) - base) - target < target - (cum(lo) - base):
+            lo += 1
+        counts.append(lo - prev)
+        prev = lo
+    counts.append(n_layer + 1 - start - sum(counts))
+    return tuple(float(c) for c in counts)
+
+
+def _layout(setup: _Setup, n_ctx: int, gpu_layers: int, n_cpu_moe: int) -> Layout:
+    return Layout(
+        n_gpu=setup.n_gpu,
+        gpu_layers=gpu_layers,
+        tensor_split=_balanced_split(setup, n_ctx, gpu_layers, n_cpu_moe) if gpu_layers > 0 else (),
+        n_cpu_moe=n_cpu_moe,
+        mmap=setup.opts.mmap,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# searches
+# ------------------------------------------------------------------------------------------------
+
+
+def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int | None:
+    """Largest x in [lo, hi] with ok(x), for ok monotone decreasing; None when ok(lo) fails."""
+    if lo > hi or not ok(lo):
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if ok(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _smallest(lo: int, hi: int, ok: Callable[[int], bool]) -> int | None:
+    """Smallest x in [lo, hi] with ok(x), for ok monotone increasing; None when ok(hi) fails."""
+    if lo > hi or not ok(hi):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _max_context(
+    setup: _Setup, make: Callable[[int], Layout], *, disk: bool = False
+) -> tuple[int, Layout, Breakdown, bool]:
+    """(context, layout, breakdown, fits): the largest context (multiple of 256) that fits with the
+    layout ``make`` builds for it; when even the minimum context does not fit, that breakdown.
+
+    Memory grows about linearly with context, so the answer is first guessed from the usage at the
+    two ends of the range, then confirmed (and, where the guess was off, found by bisection).
+    """
+    cache: dict[int, tuple[bool, Breakdown, Layout]] = {}
+
+    def check(steps: int) -> tuple[bool, Breakdown, Layout]:
+        hit = cache.get(steps)
+        if hit is None:
+            n_ctx = steps * 256
+            layout = make(n_ctx)
+            b = _evaluate(setup, n_ctx, layout)
+            hit = (_fits(setup, b, disk=disk), b, layout)
+            cache[steps] = hit
+        return hit
+
+    lo = setup.min_ctx // 256
+    hi = lo if setup.fixed_ctx else setup.max_ctx // 256
+    ok_lo, b_lo, layout_lo = check(lo)
+    if not ok_lo:
+        return lo * 256, layout_lo, b_lo, False
+    if hi > lo:
+        ok_hi, b_hi, _l = check(hi)
+        if ok_hi:
+            lo = hi
+        else:
+            hi -= 1
+            guess = _linear_guess(setup, lo, hi + 1, b_lo, b_hi, disk=disk)
+            if lo < guess <= hi:
+                if check(guess)[0]:
+                    lo = guess
+                    if guess < hi and not check(guess + 1)[0]:
+                        hi = guess
+                else:
+                    hi = guess - 1
+            best = _largest(lo, hi, lambda x: check(x)[0])
+            lo = best if best is not None else lo
+    ok, b, layout = check(lo)
+    return lo * 256, layout, b, ok
+
+
+def _linear_guess(setup: _Setup, lo: int, hi: int, b_lo: Breakdown, b_hi: Breakdown, *, disk: bool) -> int:
+    """Context steps where the first device runs out, interpolating usage linearly between lo and hi."""
+    best = hi
+    pairs = list(zip(b_lo.gpu_total, b_hi.gpu_total, setup.budgets, strict=True))
+    pairs.append((_host_need(setup, b_lo, disk=disk), _host_need(setup, b_hi, disk=disk), setup.host_budget))
+    for u_lo, u_hi, cap in pairs:
+        if u_hi > cap and u_hi > u_lo:
+            best = min(best, lo + int((cap - u_lo) * (hi - lo) / (u_hi - u_lo)))
+    return best
+
+
+def _overflow(setup: _Setup, b: Breakdown) -> int:
+    """Bytes that must leave the GPUs for ``b`` to fit them (0 when it does)."""
+    over = sum(max(t - cap, 0) for t, cap in zip(b.gpu_total, setup.budgets, strict=True))
+    return max(over, sum(b.gpu_total) - sum(setup.budgets))
+
+
+@dataclass(frozen=True, slots=True)
+class _Choice:
+    strategy: Strategy
+    n_ctx: int
+    layout: Layout
+    breakdown: Breakdown
+
+
+def _try_gpu(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _Choice | None:
+    full = setup.prof.n_layer + 1
+    n_ctx, layout, b, ok = _max_context(setup, lambda c: _layout(setup, c, full, 0))
+    if not ok:
+        reasons.append(_why(setup, "all layers on GPU", n_ctx, b))
+        state["overflow"] = _overflow(setup, b)
+        return None
+    return _Choice(Strategy.GPU, n_ctx, layout, b)
+
+
+def _guided_smallest(lo: int, hi: int, guess: int, ok: Callable[[int], bool]) -> int | None:
+    """Smallest x in [lo, hi] with ok(x) (monotone increasing), checking ``guess`` and ``guess - 1`` first."""
+    guess = min(max(guess, lo), hi)
+    if ok(guess):
+        if guess == lo or not ok(guess - 1):
+            return guess
+        return _smallest(lo, guess - 1, ok)
+    return _smallest(guess + 1, hi, ok)
+
+
+def _try_cpu_moe(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _Choice | None:
+    prof = setup.prof
+    if prof.moe_layers == 0:
+        return None
+    full = prof.n_layer + 1
+    c0 = setup.min_ctx
+    results: dict[int, tuple[bool, Breakdown]] = {}
+
+    def ok(n: int) -> bool:
+        hit = results.get(n)
+        if hit is None:
+            b = _evaluate(setup, c0, _layout(setup, c0, full, n))
+            hit = (_fits(setup, b), b)
+            results[n] = hit
+        return hit[0]
+
+    # first guess: move experts off the GPUs, from layer 0 up, until the overflow is covered
+    need = state.get("overflow", 0)
+    e = prof.experts.cuda
+    guess = next((n for n in range(prof.first_moe_layer + 1, prof.n_layer + 1) if e[n] >= need), prof.n_layer)
+    n_cpu_moe = _guided_smallest(prof.first_moe_layer + 1, prof.n_layer, guess, ok)
+    if n_cpu_moe is None:
+        reasons.append(_why(setup, "all layers on GPU with every expert on the host", c0, results[prof.n_layer][1]))
+        return None
+    n_ctx, layout, b, fits = _max_context(setup, lambda c: _layout(setup, c, full, n_cpu_moe))
+    if not fits:  # pragma: no cover - ok(n_cpu_moe) held at the minimum context
+        return None
+    return _Choice(Strategy.GPU_CPU_MOE, n_ctx, layout, b)
+
+
+def _try_partial(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _Choice | None:
+    prof = setup.prof
+    c0 = setup.min_ctx
+    cpu_moe = prof.n_layer if prof.moe_layers else 0
+    results: dict[int, tuple[bool, Breakdown]] = {}
+
+    def ok(k: int) -> bool:
+        hit = results.get(k)
+        if hit is None:
+            b = _evaluate(setup, c0, _layout(setup, c0, k, cpu_moe))
+            hit = (_fits(setup, b), b)
+            results[k] = hit
+        return hit[0]
+
+    # first guess: GPU bytes per layer on average, against the GPUs' budget
+    per_layer = max((prof.dense.cuda[-1] + (0 if cpu_moe else prof.experts.cuda[-1])) // max(prof.n_layer, 1), 1)
+    guess = min(prof.n_layer, max(1, sum(setup.budgets) // per_layer))
+    k = _guided_smallest(1, prof.n_layer, prof.n_layer + 1 - guess, lambda x: ok(prof.n_layer + 1 - x))
+    if k is None:
+        reasons.append(_why(setup, "one layer on GPU", c0, results[1][1]))
+        return None
+    ngl = prof.n_layer + 1 - k
+    n_ctx, layout, b, fits = _max_context(setup, lambda c: _layout(setup, c, ngl, cpu_moe))
+    if not fits:  # pragma: no cover
+        return None
+    return _Choice(Strategy.PARTIAL_OFFLOAD, n_ctx, layout, b)
+
+
+def _try_cpu(setup: _Setup, reasons: list[str], state: dict[str, int], *, disk: bool = False) -> _Choice | None:
+    # reading from disk only helps for mapped weights: repacked CPU weights are copies in RAM
+    layout = Layout(n_gpu=setup.n_gpu, gpu_layers=0, mmap=setup.opts.mmap or disk, cpu_repack=not disk)
+    n_ctx, layout, b, fits = _max_context(setup, lambda c: layout, disk=disk)
+    if not fits:
+        if not disk:
+            reasons.append(_why(setup, "everything in host RAM", n_ctx, b))
+        else:
+            reasons.append(
+                f"reading weights from disk: even without the weights, the host needs "
+                f"{_gib(_host_need(setup, b, disk=True))} at {n_ctx} tokens of context, "
+                f"more than the {_gib(setup.host_budget)} available"
+            )
+        return None
+    return _Choice(Strategy.DISK if disk else Strategy.CPU, n_ctx, layout, b)
+
+
+def _why(setup: _Setup, what: str, n_ctx: int, b: Breakdown) -> str:
+    names = _gpu_names(setup)
+    parts: list[str] = []
+    for i, (t, cap) in enumerate(zip(b.gpu_total, setup.budgets, strict=True)):
+        if t > cap:
+            parts.append(f"{names[i]} needs {_gib(t)} of {_gib(cap)} usable")
+    host = _host_need(setup, b)
+    if host > setup.host_budget:
+        parts.append(f"host needs {_gib(host)} of {_gib(setup.host_budget)} usable RAM")
+    return f"{what}: " + ("; ".join(parts) or "does not fit") + f" (at {n_ctx} tokens of context)"
+
+
+# ------------------------------------------------------------------------------------------------
+# the plan
+# ------------------------------------------------------------------------------------------------
+
+
+def _gpu_names(setup: _Setup) -> list[str]:
+    prefix = _DEVICE_PREFIX.get(setup.backend, "GPU")
+    return [f"{prefix}{i} ({d.name})" for i, d in enumerate(setup.machine.devices)]
+
+
+def _resolve_flash_attn(spec: ModelSpec, machine: Machine, opts: Options) -> bool:
+    if opts.flash_attn is FlashAttn.ON:
+        return True
+    if opts.flash_attn is FlashAttn.OFF:
+        if is_quantized_cache_type(opts.cache_type_v):
+            raise OptionsError(
+                f"a quantized V cache ({opts.cache_type_v}) needs flash attention: use --flash-attn on or auto",
+                option="cache-type-v",
+            )
+        return False
+    # auto: llama.cpp enables it where the backend supports the head size (CPU and CUDA do for the
+    # usual sizes); keep it off only where a quantized V cache is not asked and the head size is odd
+    head = spec.hparams.n_embd_head_k
+    return head % 8 == 0 or is_quantized_cache_type(opts.cache_type_v)
+
+
+def _validate(opts: Options) -> None:
+    if opts.parallel < 1:
+        raise OptionsError(f"parallel slots must be at least 1, got {opts.parallel}", option="parallel")
+    if opts.ubatch < 1 or opts.batch < 1:
+        raise OptionsError("batch and ubatch must be positive", option="ubatch")
+    if opts.ubatch > opts.batch:
+        raise OptionsError(f"ubatch ({opts.ubatch}) cannot exceed batch ({opts.batch})", option="ubatch")
+    for name, value in (("cache-type-k", opts.cache_type_k), ("cache-type-v", opts.cache_type_v)):
+        if value.lower() not in CACHE_TYPES:
+            raise OptionsError(f"unknown {name} {value!r}: expected one of {', '.join(CACHE_TYPES)}", option=name)
+    if opts.context is not None and opts.context < 1:
+        raise OptionsError(f"context must be positive, got {opts.context}", option="ctx")
+    if opts.context_cap is not None and opts.context_cap < 256:
+        raise OptionsError(f"context cap must be at least 256, got {opts.context_cap}", option="ctx")
+
+
+def _setup(spec: ModelSpec, machine: Machine, opts: Options) -> _Setup:
+    prof = profile(spec)
+    backend = str(machine.backend)
+    n_gpu = len(machine.devices) if backend != "cpu" else 0
+    overhead = gpu_overhead_bytes(backend)
+    budgets = tuple(max(d.memory_bytes - opts.gpu_margin_bytes, 0) for d in machine.devices[:n_gpu])
+    trained = spec.hparams.n_ctx_train or MIN_CONTEXT
+    cap_per_slot = opts.context_cap or trained
+    n_seq = opts.parallel
+    fixed = opts.context is not None
+    if opts.context is not None:
+        min_ctx = max_ctx = _round_ctx(opts.context)
+    else:
+        max_ctx = max(256, cap_per_slot // 256 * 256) * n_seq
+        min_ctx = min(_round_ctx(MIN_CONTEXT * n_seq), max_ctx)
+    return _Setup(
+        spec=spec,
+        prof=prof,
+        machine=machine,
+        opts=opts,
+        n_gpu=n_gpu,
+        budgets=budgets,
+        host_budget=max(machine.host_ram_bytes - opts.host_reserved_bytes, 0),
+        flash_attn=_resolve_flash_attn(spec, machine, opts),
+        backend=backend,
+        overhead=overhead,
+        n_seq=n_seq,
+        min_ctx=min_ctx,
+        max_ctx=max_ctx,
+        fixed_ctx=fixed,
+    )
+
+
+def _forced(setup: _Setup, reasons: list[str]) -> _Choice | None:
+    """The user fixed -ngl and/or --n-cpu-moe: evaluate that placement only."""
+    prof = setup.prof
+    o = setup.opts
+    ngl = prof.n_layer + 1 if o.gpu_layers is None else max(0, min(o.gpu_layers, prof.n_layer + 1))
+    if setup.n_gpu == 0:
+        ngl = 0
+    n_cpu_moe = max(0, min(o.n_cpu_moe or 0, prof.n_layer))
+    n_ctx, layout, b, fits = _max_context(setup, lambda c: _layout(setup, c, ngl, n_cpu_moe))
+    if not fits:
+        reasons.append(_why(setup, f"-ngl {ngl} --n-cpu-moe {n_cpu_moe}", n_ctx, b))
+        return None
+    if ngl == 0:
+        strategy = Strategy.CPU
+    elif ngl <= prof.n_layer:
+        strategy = Strategy.PARTIAL_OFFLOAD
+    elif n_cpu_moe > prof.first_moe_layer and prof.moe_layers:
+        strategy = Strategy.GPU_CPU_MOE
+    else:
+        strategy = Strategy.GPU
+    return _Choice(strategy, n_ctx, layout, b)
+
+
+def _search(setup: _Setup) -> tuple[_Choice | None, list[str]]:
+    reasons: list[str] = []
+    o = setup.opts
+    if o.gpu_layers is not None or o.n_cpu_moe is not None:
+        return _forced(setup, reasons), reasons
+    state: dict[str, int] = {}
+    tries: list[Callable[[_Setup, list[str], dict[str, int]], _Choice | None]] = []
+    if setup.n_gpu:
+        tries += [_try_gpu, _try_cpu_moe, _try_partial]
+    tries.append(_try_cpu)
+    for attempt in tries:
+        choice = attempt(setup, reasons, state)
+        if choice is not None:
+            return choice, reasons
+    if setup.opts.mmap:
+        choice = _try_cpu(setup, reasons, state, disk=True)
+        if choice is not None:
+            return choice, reasons
+    return None, reasons
+
+
+def _server_args(setup: _Setup, choice: _Choice | None, n_ctx: int) -> tuple[str, ...]:
+    o = setup.opts
+    layout = choice.layout if choice else Layout(n_gpu=setup.n_gpu)
+    args = ["-c", str(n_ctx), "-np", str(setup.n_seq), "-ngl", str(layout.gpu_layers)]
+    if layout.n_cpu_moe:
+        args += ["--n-cpu-moe", str(layout.n_cpu_moe)]
+    if layout.tensor_split and layout.gpu_layers > 0:
+        args += ["-ts", ",".join(str(int(x)) if float(x).is_integer() else f"{x:g}" for x in layout.tensor_split)]
+    args += ["-fa", "on" if setup.flash_attn else "off"]
+    if o.cache_type_k != "f16":
+        args += ["-ctk", o.cache_type_k]
+    if o.cache_type_v != "f16":
+        args += ["-ctv", o.cache_type_v]
+    if o.batch != 2048:
+        args += ["-b", str(o.batch)]
+    if o.ubatch != 512:
+        args += ["-ub", str(o.ubatch)]
+    if not layout.mmap:
+        args.append("--no-mmap")
+    if not layout.cpu_repack and setup.n_gpu == 0:
+        args.append("--no-repack")
+    args += ["--fit", "off"]
+    return tuple(args)
+
+
+def _devices(setup: _Setup, b: Breakdown) -> tuple[DeviceUsage, ...]:
+    out: list[DeviceUsage] = []
+    for i, name in enumerate(_gpu_names(setup)):
+        out.append(
+            DeviceUsage(
+                name=name,
+                kind="gpu",
+                capacity_bytes=setup.machine.devices[i].memory_bytes,
+                weights_bytes=b.gpu_weights[i],
+                kv_bytes=b.gpu_kv[i],
+                recurrent_bytes=b.gpu_recurrent[i],
+                compute_bytes=b.gpu_compute[i],
+                other_bytes=b.gpu_other[i],
+            )
+        )
+    out.append(
+        DeviceUsage(
+            name="host",
+            kind="host",
+            capacity_bytes=setup.machine.host_ram_bytes,
+            weights_bytes=b.host_weights,
+            kv_bytes=b.host_kv,
+            recurrent_bytes=b.host_recurrent,
+            compute_bytes=b.host_compute,
+            other_bytes=b.host_output,
+        )
+    )
+    return tuple(out)
+
+
+def _warnings(setup: _Setup, choice: _Choice | None, n_ctx: int) -> list[str]:
+    spec = setup.spec
+    trained = spec.hparams.n_ctx_train
+    out: list[str] = []
+    if trained >= _HUGE_TRAINED_CONTEXT:
+        out.append(
+            f"the model declares a trained context of {trained:,} tokens: llama-server's -c 0 would reserve KV "
+            f"cache for all of them; the command line sets -c {n_ctx} explicitly"
+        )
+    if setup.opts.context is not None and trained and setup.opts.context > trained * setup.n_seq:
+        out.append(f"context {setup.opts.context:,} exceeds the trained context ({trained:,} tokens per slot)")
+    if setup.n_seq > 1:
+        out.append(
+            f"{setup.n_seq} parallel slots share -c {n_ctx}: each request gets up to {n_ctx // setup.n_seq:,} tokens"
+        )
+    if choice is None:
+        return out
+    if choice.strategy is Strategy.DISK:
+        out.append(
+            "reading from disk: the weights do not fit in RAM and are paged in from disk for every token - "
+            "expect seconds per token"
+        )
+    elif choice.strategy is Strategy.PARTIAL_OFFLOAD:
+        out.append("partial offload: layers in host RAM run on the CPU and limit speed")
+    elif choice.strategy is Strategy.CPU and setup.n_gpu:
+        out.append("nothing fits on the GPU: the model runs on the CPU")
+    if choice.strategy is Strategy.GPU_CPU_MOE:
+        out.append("routed experts of the first layers run from host RAM: decode speed depends on RAM bandwidth")
+    if not setup.fixed_ctx and n_ctx < setup.max_ctx and n_ctx < MIN_CONTEXT * setup.n_seq:
+        out.append(f"only {n_ctx} tokens of context fit")
+    return out
+
+
+def make_plan(spec: ModelSpec, machine: Machine, options: Options | None = None) -> Plan:
+    """Decide how llama.cpp runs ``spec`` on ``machine`` and predict every buffer it allocates."""
+    opts = options or Options()
+    _validate(opts)
+    setup = _setup(spec, machine, opts)
+    choice, reasons = _search(setup)
+    prof = setup.prof
+    total_layers = prof.n_layer + 1
+    if choice is None:
+        n_ctx = setup.min_ctx
+        layout = Layout(n_gpu=setup.n_gpu, gpu_layers=total_layers if setup.n_gpu else 0, mmap=opts.mmap)
+        b = _evaluate(setup, n_ctx, layout)
+        reasons.append("nothing fits: choose a smaller quantization, a shorter context or a larger machine")
+    else:
+        n_ctx, layout, b = choice.n_ctx, choice.layout, choice.breakdown
+        if choice.strategy is not Strategy.GPU and setup.n_gpu and not reasons:
+            reasons.append(f"placement forced by the options: {choice.strategy}")
+    gpu_total = b.gpu_total
+    experts_on_host = 0
+    if prof.moe_layers:
+        host_layers = max(prof.n_layer + 1 - layout.gpu_layers, 0) if setup.n_gpu else prof.n_layer
+        cut = max(min(prof.n_layer, max(host_layers, layout.n_cpu_moe if layout.gpu_layers else 0)), 0)
+        experts_on_host = _moe_layers_below(prof, cut)
+    ram_required = _host_need(setup, b, disk=choice is not None and choice.strategy is Strategy.DISK)
+    plan = Plan(
+        model_id=spec.model_id,
+        model_name=spec.name,
+        quant=spec.ftype,
+        target_id=machine.id,
+        target_name=machine.name,
+        gpu_class=machine.gpu_class,
+        gguf_repo=spec.gguf_repo,
+        fits=choice is not None,
+        strategy=choice.strategy if choice else None,
+        reasons=tuple(reasons),
+        context=n_ctx,
+        parallel=setup.n_seq,
+        gpu_layers=b.gpu_layer_count if choice else 0,
+        total_layers=total_layers,
+        n_cpu_moe=layout.n_cpu_moe,
+        tensor_split=tuple(layout.tensor_split) if layout.gpu_layers else (),
+        flash_attention=setup.flash_attn,
+        cache_type_k=opts.cache_type_k,
+        cache_type_v=opts.cache_type_v,
+        batch=opts.batch,
+        ubatch=opts.ubatch,
+        backend=setup.backend,
+        model_bytes=spec.file_bytes or spec.tensor_bytes,
+        vram_total_bytes=sum(d.memory_bytes for d in machine.devices[: setup.n_gpu]),
+        vram_used_bytes=sum(gpu_total),
+        ram_total_bytes=machine.host_ram_bytes,
+        ram_required_bytes=ram_required,
+        reading_from_disk=choice is not None and choice.strategy is Strategy.DISK,
+        devices=_devices(setup, b),
+        llama_server_args=_server_args(setup, choice, n_ctx),
+        warnings=tuple(_warnings(setup, choice, n_ctx)),
+        trained_context=spec.hparams.n_ctx_train,
+        experts_on_cpu_layers=experts_on_host,
+        moe_layers=prof.moe_layers,
+        prompt_tokens=opts.prompt_tokens,
+        extra={
+            "context_per_slot": n_ctx // setup.n_seq,
+            "pipeline_parallel": b.pipeline_parallel,
+            "gpu_margin_bytes": opts.gpu_margin_bytes,
+            "host_reserved_bytes": opts.host_reserved_bytes,
+        },
+    )
+    return _with_speed(plan, spec, machine)
+
+
+def _moe_layers_below(prof: Profile, cut: int) -> int:
+    e = prof.experts.host
+    return sum(1 for il in range(min(cut, prof.n_layer)) if e[il + 1] > e[il])
+
+
+def _with_speed(plan: Plan, spec: ModelSpec, machine: Machine) -> Plan:
+    try:
+        from servefit import speed
+    except ImportError:
+        return plan
+    estimate = getattr(speed, "estimate", None)
+    if estimate is None:
+        return plan
+    result = estimate(plan, spec, machine)
+    return result if isinstance(result, Plan) else plan
+
+
+def with_options(options: Options | None, **changes: object) -> Options:
+    """A copy of ``options`` (or the defaults) with some fields changed."""
+    return dataclasses.replace(options or Options(), **changes)  # type: ignore[arg-type]
