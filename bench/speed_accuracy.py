@@ -818,7 +818,7 @@ def render(rows: list[Row], cal: speed.Calibration, checks: list[Row] | None = N
     lines += _table(
         "By model and quantization",
         [
-            (f"{m} {q}", [r for r in rows if (r.model, r.quant) == (m, q)])
+            (m if q.split("_")[0] in m else f"{m} {q}", [r for r in rows if (r.model, r.quant) == (m, q)])
             for m, q in sorted({(r.model, r.quant) for r in rows})
         ],
     )

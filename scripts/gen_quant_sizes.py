@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from servefit.inventory import hparams_from_config, quant_ladder, tensor_shapes
+from servefit.inventory import ARCHITECTURES, hparams_from_config, quant_ladder, tensor_shapes
+from servefit.quants import FILE_TYPES, IMATRIX_FILE_TYPES
 
 # Hyperparameters (Hugging Face config.json field names) of the reference models, transcribed from
 # ../shared/data/models.yaml (each entry's source is listed there) unless said otherwise.
@@ -433,6 +434,19 @@ def render() -> str:
         "*release*); where a quantization rule changed since, the difference is explained in *notes*.",
         "Published quants marked imatrix were made with an importance matrix, and are predicted with",
         "`imatrix=True` (it changes the first layers' `ffn_down` of Q4_0/Q5_0 and IQ4 types).",
+        "",
+        "## What is validated",
+        "",
+        f"Architectures: {', '.join(f'`{a}`' for a in ARCHITECTURES)}.",
+        "",
+        f"File types predicted without an importance matrix: {', '.join(FILE_TYPES)}.",
+        f"File types that need one (predicted with `imatrix=True`): {', '.join(IMATRIX_FILE_TYPES)}.",
+        "",
+        "`tests/integration/test_quant_validation.py` writes a scaled-down model of each architecture",
+        "from a synthetic `config.json` (rows that are not multiples of 256, at least 8 layers, tied and",
+        "untied embeddings, next-n layers, 8-expert and 80-layer cases), has llama.cpp load it (which checks",
+        "every tensor name and shape against the architecture's loader), quantizes it with",
+        "`llama_model_quantize` to each file type, and requires every tensor's type to equal the prediction.",
         "",
         "## Predicted against published",
         "",

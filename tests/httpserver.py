@@ -27,7 +27,7 @@ __all__ = ["FakeServer", "serve"]
 class FakeServer:
     files: dict[str, bytes] = field(default_factory=dict)  # url path ("/x/model.gguf") -> content
     repos: dict[str, dict[str, bytes]] = field(default_factory=dict)  # "owner/repo" -> {path: content}
-    mode: str = "ok"  # ok | 404 | 416 | no-range | close-early | stall | 500
+    mode: str = "ok"  # ok | 404 | 416 | no-range | no-content-range | close-early | stall | 500
     token: str | None = None  # Hub token required for repos when set
     page_size: int = 1000
     requests: int = 0
@@ -132,7 +132,8 @@ def _handler(state: FakeServer) -> type[BaseHTTPRequestHandler]:
             if mode == "stall":
                 time.sleep(3)
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+            if mode != "no-content-range":
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if mode == "close-early":

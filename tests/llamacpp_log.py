@@ -252,7 +252,9 @@ def _model_file(case: Case, root: Path) -> Path:
 
     src = root / f"{case.arch}.gguf"
     if not src.exists():
-        synth.make_model(src, case.arch, n_vocab=SYNTH_VOCAB)
+        # F16 matrices as converted checkpoints have them (gpt-oss: MXFP4 experts, as published)
+        dtype = None if case.arch == "gpt-oss" else synth.F16
+        synth.make_model(src, case.arch, n_vocab=SYNTH_VOCAB, dtype=dtype)
     if case.quant is None:
         return src
     dst = root / f"{case.arch}-{case.quant}.gguf"

@@ -154,6 +154,34 @@ class _Cursor:
         self.pos += n
         return out
 
+    def skip(self, n: int, *, what: str, key: str | None = None) -> None:
+        rem = self.remaining()
+        if rem is not None and n > rem:
+            raise self.fail(f"truncated: {what} needs {n} bytes, {max(rem, 0)} left in the file", key=key)
+        if rem is None:
+            self.take(n, what=what, key=key)
+        else:
+            self.pos += n
+
+    def strings(self, n: int, key: str, *, keep: bool) -> tuple[str, ...] | None:
+        """n length-prefixed strings; a fast path reads them straight from the buffered block."""
+        out: list[str] | None = [] if keep else None
+        u64 = _STRUCTS[self.order + "Q"]
+        for _ in range(n):
+            buf, rel = self._buf, self.pos - self._buf_start
+            if rel >= 0 and rel + 8 <= len(buf):
+                (length,) = u64.unpack_from(buf, rel)
+                end = rel + 8 + length
+                if end <= len(buf):  # inside a block already read from the file, so within its size
+                    if out is not None:
+                        out.append(buf[rel + 8 : end].decode("utf-8", errors="replace"))
+                    self.pos += 8 + length
+                    continue
+            value = self.string("string value", key)
+            if out is not None:
+                out.append(value)
+        return tuple(out) if out is not None else None
+
     def unpack(self, code: str, *, what: str, key: str | None = None) -> Any:
         fmt = _STRUCTS[self.order + code]
         return fmt.unpack(self.take(fmt.size, what=what, key=key))[0]
@@ -203,10 +231,17 @@ def _read_value(cur: _Cursor, vtype: int, key: str, depth: int = 0) -> Any:
             raise cur.fail(f"arrays nested deeper than {MAX_ARRAY_DEPTH}", key=key, offset=start)
         n = cur.count(_MIN_VALUE_BYTES[item_type], what="array length", key=key, cap=MAX_ARRAY_ITEMS)
         keep = n <= KEEP_ARRAY_ITEMS
+        values: tuple[Any, ...] | None
         if item_type in _SCALARS:
             _, code, size = _SCALARS[item_type]
-            raw = cur.take(n * size, what=f"array of {n} {_TYPE_NAMES[item_type]}", key=key)
-            values: tuple[Any, ...] | None = struct.unpack(f"{cur.order}{n}{code}", raw) if keep else None
+            if keep:
+                raw = cur.take(n * size, what=f"array of {n} {_TYPE_NAMES[item_type]}", key=key)
+                values = struct.unpack(f"{cur.order}{n}{code}", raw)
+            else:
+                cur.skip(n * size, what=f"array of {n} {_TYPE_NAMES[item_type]}", key=key)
+                values = None
+        elif item_type == _STRING:
+            values = cur.strings(n, key, keep=keep)
         else:
             items = [_read_value(cur, item_type, key, depth + 1) for _ in range(n)] if keep else None
             if not keep:
@@ -626,8 +661,9 @@ def spec_from_headers(headers: Sequence[GGUFHeader], *, source: str = "", gguf_r
         n_expert=m.integer("expert_count", 0),
         n_expert_used=max(expert_used),
         n_expert_shared=m.integer("expert_shared_count", 0),
-        n_ff_exp=max(n_ff_exp),
-        n_ff_shexp=m.integer("expert_shared_feed_forward_length", 0),
+        n_ff_exp=max(n_ff_exp) or (_dim_of(tensors, ("ffn_up_exps", "ffn_gate_exps"), 1) if any(moe) else 0),
+        n_ff_shexp=m.integer("expert_shared_feed_forward_length", 0)
+        or (_dim_of(tensors, ("ffn_up_shexp",), 1) if any(moe) else 0),
         moe_latent_size=m.integer("moe_latent_size", 0),
         n_layer_dense_lead=m.integer("leading_dense_block_count", 0),
         kv_lora_rank=m.integer("attention.kv_lora_rank", 0),
@@ -643,6 +679,8 @@ def spec_from_headers(headers: Sequence[GGUFHeader], *, source: str = "", gguf_r
         swa_layers=swa,
         n_nextn_layer=n_nextn,
         rope_freq_base=m.number("rope.freq_base", 10000.0),
+        n_embd_head_k_swa=m.integer("attention.key_length_swa", 0),
+        n_embd_head_v_swa=m.integer("attention.value_length_swa", 0),
     )
     layers = tuple(
         LayerInfo(
@@ -669,6 +707,14 @@ def spec_from_headers(headers: Sequence[GGUFHeader], *, source: str = "", gguf_r
         source=source or path,
         gguf_repo=gguf_repo,
     )
+
+
+def _dim_of(tensors: Sequence[TensorInfo], leafs: tuple[str, ...], axis: int) -> int:
+    """A size read off the first tensor with one of these names (the metadata did not give it)."""
+    for t in tensors:
+        if t.layer is not None and _leaf(t.name) in leafs and len(t.shape) > axis:
+            return t.shape[axis]
+    return 0
 
 
 def _vocab_size(md: Mapping[str, Any], m: _Meta, tensors: Sequence[TensorInfo]) -> int:

@@ -8,8 +8,14 @@ file, with the names of ``src/llama-arch.cpp`` and the shapes ``load_arch_tensor
 ``servefit.quants.predict_types`` predicts for a file type, exact tensor bytes, and an estimate of the
 header; ``quant_ladder`` does it for every standard file type.
 
-Next-n (MTP) layers are included where the converter writes them by default (DeepSeek V3 and GLM-4.x
-MoE write them as extra blocks, Nemotron-H MoE folds its MTP head into one trailing block).
+Next-n (MTP) layers are included where the converter writes them by default (GLM-4.x MoE and
+Qwen3-Next write them as extra blocks, Nemotron-H MoE folds its MTP head into one trailing block;
+the DeepSeek V3 converter drops them). They count in the file size, but llama.cpp loads their tensors
+only when MTP speculative decoding is asked for (``llama_model_params.load_mtp``, false by default);
+``LayerInfo.is_nextn`` marks those layers.
+
+gpt-oss ships its experts in MXFP4 and the converter keeps them so; requantizing them needs
+``llama-quantize --allow-requantize``, with which the usual rules apply.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ __all__ = [
 Shapes = list[tuple[str, tuple[int, ...]]]
 
 GGUF_ALIGNMENT = 32  # general.alignment default (GGUF_DEFAULT_ALIGNMENT)
+_MAX_LAYERS = 4096  # checked before per-layer arrays are built from an untrusted config
 
 
 @dataclass(frozen=True, slots=True)
@@ -929,6 +936,13 @@ def _config(config: Mapping[str, Any]) -> tuple[_Config, str]:
     if arch not in _ARCHS:
         raise ModelError(f"config.json: architecture {arch!r} is not supported yet", architecture=arch)
     cfg.arch = arch
+    n_layer = cfg.get("num_hidden_layers")
+    if isinstance(n_layer, int) and not 0 < n_layer <= _MAX_LAYERS:
+        raise ModelError(
+            f"config.json: num_hidden_layers must be between 1 and {_MAX_LAYERS}, got {n_layer}",
+            architecture=arch,
+            key="num_hidden_layers",
+        )
     return cfg, arch
 
 
@@ -944,7 +958,7 @@ def _check_positive(hp: Hparams, arch: str) -> None:
     for key in ("n_layer", "n_embd", "n_vocab", "n_embd_head_k"):
         if getattr(hp, key) <= 0:
             raise ModelError(f"config.json: {key} must be positive ({arch})", architecture=arch, key=key)
-    if hp.n_layer > 4096 or hp.n_embd > 1 << 20 or hp.n_vocab > 1 << 24:
+    if hp.n_layer > _MAX_LAYERS or hp.n_embd > 1 << 20 or hp.n_vocab > 1 << 24:
         raise ModelError(f"config.json: implausible sizes ({arch}: {hp.n_layer} layers, {hp.n_embd} wide)")
 
 

@@ -37,10 +37,11 @@ size, measured by ggml's allocator; modelled here from the graph's largest live 
 
 from __future__ import annotations
 
+import functools
 import re
 import struct
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
@@ -56,6 +57,7 @@ __all__ = [
     "Layout",
     "Profile",
     "cache_row_bytes",
+    "clear_caches",
     "compute_buffers",
     "context_cells",
     "device_ranges",
@@ -78,13 +80,12 @@ MIB = 1024**2
 # KV cache types llama-server accepts for -ctk / -ctv (common/arg.cpp: kv_cache_types).
 CACHE_TYPES: tuple[str, ...] = ("f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1")
 
-# Per-GPU memory the CUDA runtime takes before any llama.cpp buffer: the CUDA context with its
-# kernels (several hundred MiB for ggml-cuda's fat binary) plus cuBLAS handles and workspace.
-# Source and derivation: docs/accuracy.md ("GPU runtime overhead").
-CUDA_OVERHEAD_BYTES = 450 * MIB
-# Other GPU backends (ROCm, Vulkan, Metal) have a smaller but real runtime footprint.
-GPU_OVERHEAD_BYTES = {"cuda12": CUDA_OVERHEAD_BYTES, "cuda13": CUDA_OVERHEAD_BYTES, "rocm": 400 * MIB}
-DEFAULT_GPU_OVERHEAD_BYTES = 300 * MIB
+# Per-GPU memory the runtime takes before any llama.cpp buffer (CUDA context with ggml-cuda's
+# kernels, cuBLAS handles and workspace): 457 MiB, the minimum ollama reserves per CUDA and ROCm
+# GPU (ollama discover/gpu.go: cudaMinimumMemory = rocmMinimumMemory = 457 MiB); see docs/accuracy.md.
+CUDA_OVERHEAD_BYTES = 457 * MIB
+GPU_OVERHEAD_BYTES = {"cuda12": CUDA_OVERHEAD_BYTES, "cuda13": CUDA_OVERHEAD_BYTES, "rocm": 457 * MIB}
+DEFAULT_GPU_OVERHEAD_BYTES = 300 * MIB  # Vulkan / Metal: an estimate, no published figure
 
 # Architectures whose memory is purely recurrent (src/llama-arch.cpp: llm_arch_is_recurrent).
 RECURRENT_ARCHS = frozenset({"mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7"})
@@ -113,6 +114,7 @@ REPACK_TYPES_AVX2 = frozenset({"Q4_0", "Q4_K", "IQ4_NL", "MXFP4"})
 CUDA_ALIGNMENT = 128  # ggml_backend_cuda_buffer_type_get_alignment
 HOST_ALIGNMENT = 32  # TENSOR_ALIGNMENT
 CUDA_ROW_PADDING = 512  # MATRIX_ROW_PADDING in ggml-cuda/common.cuh
+SCHED_MAX_COPIES = 4  # GGML_SCHED_MAX_COPIES (ggml/src/ggml-backend.cpp): input copies under pipeline parallelism
 _NOT_MATMUL = re.compile(r"(token_embd|pos_embd|token_types|per_layer_token_embd|ssm_conv1d|ssm_a|ssm_d)(\.|$)")
 
 
@@ -134,6 +136,7 @@ def _ggml_type(name: str) -> GGMLQuantizationType:
         ) from exc
 
 
+@functools.lru_cache(maxsize=1024)
 def cache_row_bytes(type_name: str, n_elements: int) -> int:
     """Bytes of one row of ``n_elements`` values of a GGML type (``ggml_row_size``)."""
     block, size = GGML_QUANT_SIZES[_ggml_type(type_name)]
@@ -145,6 +148,7 @@ def cache_row_bytes(type_name: str, n_elements: int) -> int:
     return n_elements // block * size
 
 
+@functools.lru_cache(maxsize=64)
 def is_quantized_cache_type(type_name: str) -> bool:
     """True for block-quantized cache types (which, for V, need flash attention)."""
     return _ggml_type(type_name).name not in {"F32", "F16", "BF16"}
@@ -238,19 +242,39 @@ def _kv_widths(spec: ModelSpec, flash_attn: bool) -> list[tuple[int, int, int, b
     """(layer, n_embd_k_gqa, n_embd_v_gqa, is_swa) per cache layer, V padded as llama.cpp does without FA."""
     hp = spec.hparams
     mla = _is_mla(spec)
-    v_max = max((hp.n_embd_head_v * h for h in hp.n_head_kv), default=0)
     swa = _swa_flags(spec)
+    v_max = _v_width_max(spec)
     out: list[tuple[int, int, int, bool]] = []
     for il in _kv_layers(spec):
-        k = hp.n_embd_head_k * hp.n_head_kv[il]
+        head_k, head_v = _head_sizes(spec, swa[il])
+        k = head_k * hp.n_head_kv[il]
         if mla:
             v = 0
         elif flash_attn:
-            v = hp.n_embd_head_v * hp.n_head_kv[il]
+            v = head_v * hp.n_head_kv[il]
         else:
             v = v_max  # [TAG_V_CACHE_VARIABLE]: transposed V rows are padded to the widest layer
         out.append((il, k, v, swa[il]))
     return out
+
+
+def _head_sizes(spec: ModelSpec, swa: bool) -> tuple[int, int]:
+    """(K, V) head size of a layer: sliding-window layers may have their own (``llama_hparams::n_embd_head_k(il)``,
+    ``key_length_swa`` / ``value_length_swa``; 0 in Hparams means the same as the full-attention layers)."""
+    hp = spec.hparams
+    if swa:
+        return hp.n_embd_head_k_swa or hp.n_embd_head_k, hp.n_embd_head_v_swa or hp.n_embd_head_v
+    return hp.n_embd_head_k, hp.n_embd_head_v
+
+
+def _v_width_max(spec: ModelSpec) -> int:
+    """``n_embd_v_gqa_max``: the widest V row over all layers (per-layer head size and KV head count)."""
+    hp = spec.hparams
+    swa = _swa_flags(spec)
+    return max(
+        (_head_sizes(spec, swa[il] if il < len(swa) else False)[1] * h for il, h in enumerate(hp.n_head_kv)),
+        default=0,
+    )
 
 
 def kv_bytes_per_token(
@@ -429,6 +453,7 @@ class Profile:
     _kv_cache: dict[tuple[str, str, bool], tuple[tuple[int, ...], tuple[int, ...]]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _breakdowns: dict[tuple[object, ...], Breakdown] = field(default_factory=dict, compare=False, repr=False)
 
     def kv_row_prefix(self, type_k: str, type_v: str, flash_attn: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Prefix sums over layers of K+V bytes per cell: (full-attention layers, SWA layers)."""
@@ -504,7 +529,7 @@ def _build_profile(spec: ModelSpec) -> Profile:
     widths = _kv_widths(spec, True)
     rec_layers = _recurrent_layers(spec)
     rec_set = set(rec_layers)
-    v_max = max((hp.n_embd_head_v * h for h in hp.n_head_kv), default=0)
+    v_max = _v_width_max(spec)
     moe = [i for i, ts in enumerate(experts) if ts]
     return Profile(
         n_layer=n_layer,
@@ -530,8 +555,8 @@ def _build_profile(spec: ModelSpec) -> Profile:
         n_embd=hp.n_embd,
         n_head_max=max(hp.n_head, default=0),
         n_head_kv_max=max(hp.n_head_kv, default=0),
-        head_dim_k=hp.n_embd_head_k,
-        head_dim_v=hp.n_embd_head_v,
+        head_dim_k=max(hp.n_embd_head_k, hp.n_embd_head_k_swa),  # the widest attention (graph sizes)
+        head_dim_v=max(hp.n_embd_head_v, hp.n_embd_head_v_swa),
         n_ff_max=max(hp.n_ff, default=0),
         n_expert=hp.n_expert,
         n_expert_used=hp.n_expert_used,
@@ -574,6 +599,9 @@ class Layout:
     n_cpu_moe: int = 0
     mmap: bool = True
     cpu_repack: bool = True  # the CPU backend repacks Q4_0/Q4_K/IQ4_NL/MXFP4 (x86 AVX2); only without GPUs
+    # pipeline parallelism: None = llama.cpp's rule (several GPUs, full offload, no --n-cpu-moe); False where
+    # a backend lacks async compute and events (the RPC backend of 2025 builds), True to force it
+    pipeline_parallel: bool | None = None
 
 
 def context_cells(ctx: Context, n_swa: int) -> tuple[int, int, int]:
@@ -680,19 +708,8 @@ class Breakdown:
     n_ctx: int  # context llama.cpp will use (padded)
     gpu_layer_count: int  # layers (output included) on GPUs
     pipeline_parallel: bool
-
-    @property
-    def gpu_total(self) -> tuple[int, ...]:
-        return tuple(
-            w + k + r + c + o
-            for w, k, r, c, o in zip(
-                self.gpu_weights, self.gpu_kv, self.gpu_recurrent, self.gpu_compute, self.gpu_other, strict=True
-            )
-        )
-
-    @property
-    def host_total(self) -> int:
-        return self.host_weights + self.host_kv + self.host_recurrent + self.host_compute + self.host_output
+    gpu_total: tuple[int, ...]  # per GPU, every buffer
+    host_total: int  # every host buffer
 
 
 def output_buffer_bytes(spec: ModelSpec, n_seq: int) -> int:
@@ -718,6 +735,20 @@ def memory_breakdown(
     Cost is proportional to the number of GPUs, not to the number of layers or tensors.
     """
     prof = profile(spec)
+    key = (ctx, layout, backend, overhead_bytes)
+    hit = prof._breakdowns.get(key)
+    if hit is not None:
+        return hit
+    if len(prof._breakdowns) > 8192:
+        prof._breakdowns.clear()
+    result = _breakdown(spec, prof, ctx, layout, backend, overhead_bytes)
+    prof._breakdowns[key] = result
+    return result
+
+
+def _breakdown(
+    spec: ModelSpec, prof: Profile, ctx: Context, layout: Layout, backend: str, overhead_bytes: int | None
+) -> Breakdown:
     n_layer = prof.n_layer
     n_gpu = layout.n_gpu
     start, ranges = device_ranges(n_layer, layout)
@@ -766,11 +797,14 @@ def memory_breakdown(
     host_weights = host_plain if layout.mmap else host_alloc
 
     pipeline = n_gpu > 1 and layout.gpu_layers > n_layer and cpu_moe == 0
+    if layout.pipeline_parallel is not None:
+        pipeline = n_gpu > 1 and layout.pipeline_parallel
     gpu_compute, host_compute = _compute(
         prof, ctx, n_ctx, cells, swa_cells, ranges, host_hi, out_dev, n_gpu, pipeline, cpu_moe > 0
     )
     overhead = gpu_overhead_bytes(backend) if overhead_bytes is None else overhead_bytes
     used = tuple(overhead if hi > lo else 0 for lo, hi in ranges) if layout.gpu_layers > 0 else (overhead,) * n_gpu
+    host_output = output_buffer_bytes(spec, ctx.n_seq)
     return Breakdown(
         gpu_weights=tuple(gpu_w),
         gpu_kv=tuple(gpu_kv),
@@ -782,11 +816,25 @@ def memory_breakdown(
         host_kv=host_kv,
         host_recurrent=host_rec,
         host_compute=host_compute,
-        host_output=output_buffer_bytes(spec, ctx.n_seq),
+        host_output=host_output,
         n_ctx=n_ctx,
         gpu_layer_count=sum(max(0, hi - lo) for lo, hi in ranges),
         pipeline_parallel=pipeline,
+        gpu_total=tuple(gpu_w[d] + gpu_kv[d] + gpu_rec[d] + gpu_compute[d] + used[d] for d in range(n_gpu)),
+        host_total=host_weights + host_kv + host_rec + host_compute + host_output,
     )
+
+
+_CLEARERS: list[Callable[[], None]] = []
+
+
+def clear_caches() -> None:
+    """Forget every memoised breakdown and layer split (they are pure; this only frees memory)."""
+    for _ref, prof in list(_PROFILES.values()):
+        prof._breakdowns.clear()
+    _RANGES_CACHE.clear()
+    for clear in _CLEARERS:
+        clear()
 
 
 def mapped_weights_bytes(spec: ModelSpec, layout: Layout) -> int:
@@ -846,7 +894,17 @@ def _compute(
     * attention with flash attention: ``3 n_embd + 2 n_q``;
     * dense FFN ``4 n_ff``; MoE ``n_embd + 3 n_expert_used n_ff_exp + 2 n_q``; Mamba-2
       ``2 d_in_proj + d_conv_channels + 3 n_embd``;
-    * the output layer: logits and the normalised input, ``n_vocab + n_embd``.
+    * the output layer: logits plus the last hidden states, ``n_vocab + 3 n_embd`` on the CPU
+      (``n_vocab + n_embd`` on a GPU); the masks are freed by then, so the CPU buffer is
+      ``max(inputs + largest inner stage, output stage)``.
+
+    With pipeline parallelism (several GPUs, full offload, no tensor overrides) the scheduler keeps
+    ``GGML_SCHED_MAX_COPIES`` = 4 copies of every graph input and of every split input, flagged as
+    outputs so that the allocator never reuses them (``ggml_backend_sched_split_graph``: the split-input
+    copies and pass 6): on the host 3 more copies of the KQ masks (the published 8-GPU DeepSeek-R1 log:
+    4 x 16 MiB masks + 14 MiB of embedded tokens); on every GPU 3 more copies of the residual stream
+    ``[n_embd, n_ubatch]`` F32 it receives (the published 2-GPU Command-R log, to 0.01 MiB: its GPU
+    line leaves no room for extra mask copies beyond what the stage estimate already covers).
 
     The stage sizes were read off llama.cpp's CPU compute buffers for synthetic models and the
     CUDA split off published logs (docs/accuracy.md).
@@ -872,26 +930,33 @@ def _compute(
         conv = prof.ssm_d_inner + 2 * prof.ssm_n_group * prof.ssm_d_state
         ssm = (2 * (prof.ssm_d_inner + conv + prof.ssm_heads) + conv + 3 * e) * n_ub * f
     inner = max(attn, ffn, moe, ssm)
-    out = (prof.n_vocab + e) * n_ub * f
+    out = (prof.n_vocab + 3 * e) * n_ub * f
     embd = e * n_ub * f
     if n_gpu == 0:
-        return (), _pad(masks + max(inner, out), HOST_ALIGNMENT)
+        return (), _pad(max(masks + inner, out), HOST_ALIGNMENT)
+    if ctx.flash_attn and (is_quantized_cache_type(ctx.type_k) or is_quantized_cache_type(ctx.type_v)):
+        # CUDA flash attention converts a quantized K/V view of one layer to F16 scratch
+        # (unslothai/unsloth#6718 measured it; the CPU kernel reads quantized K/V directly)
+        n_stream = 1 if ctx.kv_unified else max(1, ctx.n_seq)
+        inner += n_kv * n_stream * (kv + prof.n_head_kv_max * prof.head_dim_v) * 2
     gpu = [0] * n_gpu
     for d, (lo, hi) in enumerate(ranges):
         if min(hi, prof.n_layer) > lo:
             gpu[d] = inner
     if out_dev >= 0:
-        gpu[out_dev] = max(gpu[out_dev], out)
-    if pipeline:
-        gpu = [g + 3 * embd if g else 0 for g in gpu]  # GGML_SCHED_MAX_COPIES = 4 copies of the inputs
+        # published CUDA logs show the logits stage as exactly (n_vocab + n_embd) values per token
+        gpu[out_dev] = max(gpu[out_dev], (prof.n_vocab + e) * n_ub * f)
+    extra_copies = SCHED_MAX_COPIES - 1 if pipeline else 0
+    if extra_copies:
+        gpu = [g + extra_copies * embd if g else 0 for g in gpu]
     host_stage = 0
     if host_hi > 0:
         host_stage = inner
     elif experts_on_host and moe:
         host_stage = moe
+    host = masks * (1 + extra_copies) + max(embd, host_stage)
     if out_dev < 0:
-        host_stage = max(host_stage, out)
-    host = masks + max(embd, host_stage)
+        host = max(host, out)
     return tuple(_pad(g, CUDA_ALIGNMENT) for g in gpu), _pad(host, HOST_ALIGNMENT)
 
 

@@ -137,6 +137,8 @@ class Hparams:
     # Multi-token prediction (next-n) layers, counted inside n_layer at its end
     n_nextn_layer: int = 0
     rope_freq_base: float = 0.0
+    n_embd_head_k_swa: int = 0  # K head size on sliding-window layers when it differs (key_length_swa); 0: same
+    n_embd_head_v_swa: int = 0  # V head size on sliding-window layers when it differs (value_length_swa); 0: same
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +185,16 @@ class ModelSpec:
     source: str = ""  # where it came from: path, URL, hf://..., catalog id
     model_id: str = ""  # catalog id when known ("nemotron-3-super-120b-a12b")
     gguf_repo: str = ""  # Hugging Face repo that publishes this GGUF ("unsloth/...-GGUF"), when known
+    # The context the model was really trained for, when the GGUF's context_length overstates it (llama.cpp's
+    # converter writes 2**20 for Nemotron-H and other models without RoPE). 0: use hparams.n_ctx_train.
+    context_limit: int = 0
+
+    @property
+    def trained_context(self) -> int:
+        """The context a plan may use at most: the model card's trained context, else the GGUF's."""
+        if self.context_limit and self.context_limit < self.hparams.n_ctx_train:
+            return self.context_limit
+        return self.hparams.n_ctx_train
 
     @property
     def tensor_bytes(self) -> int:

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from servefit import memory
 from servefit.errors import OptionsError
 from servefit.machine import Machine
 from servefit.memory import (
@@ -47,10 +48,12 @@ __all__ = ["MIN_CONTEXT", "make_plan"]
 
 MIN_CONTEXT = 4096  # as llama.cpp's fit (fit_params_min_ctx): the smallest context worth serving
 _HUGE_TRAINED_CONTEXT = 1 << 20
+_MAX_SEQ = 256  # LLAMA_MAX_SEQ (src/llama-cparams.h)
+_MAX_CTX = (1 << 32) - 256  # n_ctx is a uint32_t, padded to 256
 _DEVICE_PREFIX = {"cuda12": "CUDA", "cuda13": "CUDA", "rocm": "ROCm", "vulkan": "Vulkan", "metal": "MTL"}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Setup:
     """Everything fixed for one (spec, machine, options) planning run."""
 
@@ -68,6 +71,8 @@ class _Setup:
     min_ctx: int
     max_ctx: int
     fixed_ctx: bool
+    contexts: dict[int, Context] = field(default_factory=dict)  # Context per n_ctx, built once
+    layouts: dict[tuple[int, int, int], Layout] = field(default_factory=dict)  # Layout per placement, built once
 
 
 def _gib(n: int) -> str:
@@ -79,16 +84,20 @@ def _round_ctx(n: int) -> int:
 
 
 def _context(setup: _Setup, n_ctx: int) -> Context:
-    o = setup.opts
-    return Context(
-        n_ctx=n_ctx,
-        n_seq=setup.n_seq,
-        n_batch=o.batch,
-        n_ubatch=o.ubatch,
-        type_k=o.cache_type_k,
-        type_v=o.cache_type_v,
-        flash_attn=setup.flash_attn,
-    )
+    ctx = setup.contexts.get(n_ctx)
+    if ctx is None:
+        o = setup.opts
+        ctx = Context(
+            n_ctx=n_ctx,
+            n_seq=setup.n_seq,
+            n_batch=o.batch,
+            n_ubatch=o.ubatch,
+            type_k=o.cache_type_k,
+            type_v=o.cache_type_v,
+            flash_attn=setup.flash_attn,
+        )
+        setup.contexts[n_ctx] = ctx
+    return ctx
 
 
 def _evaluate(setup: _Setup, n_ctx: int, layout: Layout) -> Breakdown:
@@ -105,8 +114,10 @@ def _host_need(setup: _Setup, b: Breakdown, *, disk: bool = False) -> int:
 
 
 def _fits(setup: _Setup, b: Breakdown, *, disk: bool = False) -> bool:
-    if any(t > cap for t, cap in zip(b.gpu_total, setup.budgets, strict=True)):
-        return False
+    budgets = setup.budgets
+    for i, t in enumerate(b.gpu_total):
+        if t > budgets[i]:
+            return False
     return _host_need(setup, b, disk=disk) <= setup.host_budget
 
 
@@ -115,11 +126,41 @@ def _fits(setup: _Setup, b: Breakdown, *, disk: bool = False) -> bool:
 # ------------------------------------------------------------------------------------------------
 
 
+_SPLITS: dict[tuple[object, ...], tuple[Profile, tuple[float, ...]]] = {}
+
+
 def _balanced_split(setup: _Setup, n_ctx: int, gpu_layers: int, n_cpu_moe: int) -> tuple[float, ...]:
-    """-ts as layer counts: contiguous ranges whose GPU bytes follow each GPU's free memory."""
-    n = setup.n_gpu
-    if n <= 1:
+    """-ts as layer counts: contiguous ranges whose GPU bytes follow each GPU's free memory (memoised)."""
+    if setup.n_gpu <= 1:
         return ()
+    o = setup.opts
+    key = (
+        id(setup.prof),
+        n_ctx,
+        gpu_layers,
+        n_cpu_moe,
+        setup.budgets,
+        setup.overhead,
+        setup.n_seq,
+        o.cache_type_k,
+        o.cache_type_v,
+        setup.flash_attn,
+    )
+    hit = _SPLITS.get(key)
+    if hit is not None and hit[0] is setup.prof:
+        return hit[1]
+    if len(_SPLITS) > 65536:
+        _SPLITS.clear()
+    result = _compute_split(setup, n_ctx, gpu_layers, n_cpu_moe)
+    _SPLITS[key] = (setup.prof, result)
+    return result
+
+
+memory._CLEARERS.append(_SPLITS.clear)
+
+
+def _compute_split(setup: _Setup, n_ctx: int, gpu_layers: int, n_cpu_moe: int) -> tuple[float, ...]:
+    n = setup.n_gpu
     prof = setup.prof
     n_layer = prof.n_layer
     start = max(n_layer + 1 - gpu_layers, 0)
@@ -160,13 +201,19 @@ def _balanced_split(setup: _Setup, n_ctx: int, gpu_layers: int, n_cpu_moe: int) 
 
 
 def _layout(setup: _Setup, n_ctx: int, gpu_layers: int, n_cpu_moe: int) -> Layout:
-    return Layout(
-        n_gpu=setup.n_gpu,
-        gpu_layers=gpu_layers,
-        tensor_split=_balanced_split(setup, n_ctx, gpu_layers, n_cpu_moe) if gpu_layers > 0 else (),
-        n_cpu_moe=n_cpu_moe,
-        mmap=setup.opts.mmap,
-    )
+    # the split depends on the context only with several GPUs: one Layout per placement otherwise
+    key = (n_ctx if setup.n_gpu > 1 else 0, gpu_layers, n_cpu_moe)
+    layout = setup.layouts.get(key)
+    if layout is None:
+        layout = Layout(
+            n_gpu=setup.n_gpu,
+            gpu_layers=gpu_layers,
+            tensor_split=_balanced_split(setup, n_ctx, gpu_layers, n_cpu_moe) if gpu_layers > 0 else (),
+            n_cpu_moe=n_cpu_moe,
+            mmap=setup.opts.mmap,
+        )
+        setup.layouts[key] = layout
+    return layout
 
 
 # ------------------------------------------------------------------------------------------------
@@ -201,15 +248,22 @@ def _smallest(lo: int, hi: int, ok: Callable[[int], bool]) -> int | None:
 
 
 def _max_context(
-    setup: _Setup, make: Callable[[int], Layout], *, disk: bool = False
+    setup: _Setup,
+    make: Callable[[int], Layout],
+    *,
+    disk: bool = False,
+    known: tuple[int, Layout, Breakdown] | None = None,
 ) -> tuple[int, Layout, Breakdown, bool]:
     """(context, layout, breakdown, fits): the largest context (multiple of 256) that fits with the
     layout ``make`` builds for it; when even the minimum context does not fit, that breakdown.
 
-    Memory grows about linearly with context, so the answer is first guessed from the usage at the
-    two ends of the range, then confirmed (and, where the guess was off, found by bisection).
+    Memory grows about linearly with context, so the answer is found by secant steps on the
+    slack of the tightest budget, then confirmed by bisection inside the bracket they leave.
+    ``known`` is an evaluation already made (at the minimum context) to reuse.
     """
     cache: dict[int, tuple[bool, Breakdown, Layout]] = {}
+    if known is not None:
+        cache[known[0] // 256] = (_fits(setup, known[2], disk=disk), known[2], known[1])
 
     def check(steps: int) -> tuple[bool, Breakdown, Layout]:
         hit = cache.get(steps)
@@ -231,30 +285,37 @@ def _max_context(
         if ok_hi:
             lo = hi
         else:
-            hi -= 1
-            guess = _linear_guess(setup, lo, hi + 1, b_lo, b_hi, disk=disk)
-            if lo < guess <= hi:
-                if check(guess)[0]:
+            # bracket: lo fits, hi does not; secant steps on the slack, then bisection
+            x0, s0 = lo, _slack(setup, b_lo, disk)
+            x1, s1 = hi, _slack(setup, b_hi, disk)
+            for _ in range(4):
+                if hi - lo <= 1 or s0 == s1:
+                    break
+                guess = int(x0 + s0 * (x1 - x0) / (s0 - s1))
+                guess = min(max(guess, lo + 1), hi - 1)
+                ok_g, b_g, _l = check(guess)
+                if ok_g:
                     lo = guess
-                    if guess < hi and not check(guess + 1)[0]:
-                        hi = guess
+                    if not check(guess + 1)[0]:
+                        hi = guess + 1
+                        break
                 else:
-                    hi = guess - 1
-            best = _largest(lo, hi, lambda x: check(x)[0])
+                    hi = guess
+                x0, s0, x1, s1 = x1, s1, guess, _slack(setup, b_g, disk)
+            best = _largest(lo, hi - 1, lambda x: check(x)[0])
             lo = best if best is not None else lo
     ok, b, layout = check(lo)
     return lo * 256, layout, b, ok
 
 
-def _linear_guess(setup: _Setup, lo: int, hi: int, b_lo: Breakdown, b_hi: Breakdown, *, disk: bool) -> int:
-    """Context steps where the first device runs out, interpolating usage linearly between lo and hi."""
-    best = hi
-    pairs = list(zip(b_lo.gpu_total, b_hi.gpu_total, setup.budgets, strict=True))
-    pairs.append((_host_need(setup, b_lo, disk=disk), _host_need(setup, b_hi, disk=disk), setup.host_budget))
-    for u_lo, u_hi, cap in pairs:
-        if u_hi > cap and u_hi > u_lo:
-            best = min(best, lo + int((cap - u_lo) * (hi - lo) / (u_hi - u_lo)))
-    return best
+def _slack(setup: _Setup, b: Breakdown, disk: bool) -> float:
+    """Free bytes left on the tightest budget (negative when over); GPUs count together, as the split
+    follows their free memory."""
+    slacks = [float(setup.host_budget - _host_need(setup, b, disk=disk))]
+    if setup.n_gpu:
+        slacks.append(float(sum(setup.budgets) - sum(b.gpu_total)))
+        slacks.append(float(min(cap - t for t, cap in zip(b.gpu_total, setup.budgets, strict=True))) * setup.n_gpu)
+    return min(slacks)
 
 
 def _overflow(setup: _Setup, b: Breakdown) -> int:
@@ -263,7 +324,7 @@ def _overflow(setup: _Setup, b: Breakdown) -> int:
     return max(over, sum(b.gpu_total) - sum(setup.budgets))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Choice:
     strategy: Strategy
     n_ctx: int
@@ -282,13 +343,19 @@ def _try_gpu(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _Choic
 
 
 def _guided_smallest(lo: int, hi: int, guess: int, ok: Callable[[int], bool]) -> int | None:
-    """Smallest x in [lo, hi] with ok(x) (monotone increasing), checking ``guess`` and ``guess - 1`` first."""
+    """Smallest x in [lo, hi] with ok(x) (monotone increasing), galloping from ``guess``."""
     guess = min(max(guess, lo), hi)
     if ok(guess):
         if guess == lo or not ok(guess - 1):
             return guess
-        return _smallest(lo, guess - 1, ok)
-    return _smallest(guess + 1, hi, ok)
+        step, top = 1, guess - 1
+        while top - step >= lo and ok(top - step):
+            top, step = top - step, step * 2
+        return _smallest(max(lo, top - step + 1), top, ok)
+    step, bottom = 1, guess
+    while bottom + step < hi and not ok(bottom + step):
+        bottom, step = bottom + step, step * 2
+    return _smallest(bottom + 1, min(hi, bottom + step), ok)
 
 
 def _try_cpu_moe(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _Choice | None:
@@ -315,7 +382,8 @@ def _try_cpu_moe(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _C
     if n_cpu_moe is None:
         reasons.append(_why(setup, "all layers on GPU with every expert on the host", c0, results[prof.n_layer][1]))
         return None
-    n_ctx, layout, b, fits = _max_context(setup, lambda c: _layout(setup, c, full, n_cpu_moe))
+    known = (c0, _layout(setup, c0, full, n_cpu_moe), results[n_cpu_moe][1])
+    n_ctx, layout, b, fits = _max_context(setup, lambda c: _layout(setup, c, full, n_cpu_moe), known=known)
     if not fits:  # pragma: no cover - ok(n_cpu_moe) held at the minimum context
         return None
     return _Choice(Strategy.GPU_CPU_MOE, n_ctx, layout, b)
@@ -343,7 +411,8 @@ def _try_partial(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _C
         reasons.append(_why(setup, "one layer on GPU", c0, results[1][1]))
         return None
     ngl = prof.n_layer + 1 - k
-    n_ctx, layout, b, fits = _max_context(setup, lambda c: _layout(setup, c, ngl, cpu_moe))
+    known = (c0, _layout(setup, c0, ngl, cpu_moe), results[ngl][1])
+    n_ctx, layout, b, fits = _max_context(setup, lambda c: _layout(setup, c, ngl, cpu_moe), known=known)
     if not fits:  # pragma: no cover
         return None
     return _Choice(Strategy.PARTIAL_OFFLOAD, n_ctx, layout, b)
@@ -383,9 +452,18 @@ def _why(setup: _Setup, what: str, n_ctx: int, b: Breakdown) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
+_NAMES: dict[int, tuple[Machine, list[str]]] = {}
+
+
 def _gpu_names(setup: _Setup) -> list[str]:
-    prefix = _DEVICE_PREFIX.get(setup.backend, "GPU")
-    return [f"{prefix}{i} ({d.name})" for i, d in enumerate(setup.machine.devices)]
+    hit = _NAMES.get(id(setup.machine))
+    if hit is None or hit[0] is not setup.machine:
+        prefix = _DEVICE_PREFIX.get(setup.backend, "GPU")
+        names = [f"{prefix}{i} ({d.name})" for i, d in enumerate(setup.machine.devices)]
+        if len(_NAMES) > 4096:
+            _NAMES.clear()
+        hit = _NAMES[id(setup.machine)] = (setup.machine, names)
+    return hit[1]
 
 
 def _resolve_flash_attn(spec: ModelSpec, machine: Machine, opts: Options) -> bool:
@@ -405,8 +483,8 @@ def _resolve_flash_attn(spec: ModelSpec, machine: Machine, opts: Options) -> boo
 
 
 def _validate(opts: Options) -> None:
-    if opts.parallel < 1:
-        raise OptionsError(f"parallel slots must be at least 1, got {opts.parallel}", option="parallel")
+    if not 1 <= opts.parallel <= _MAX_SEQ:
+        raise OptionsError(f"parallel slots must be between 1 and {_MAX_SEQ}, got {opts.parallel}", option="parallel")
     if opts.ubatch < 1 or opts.batch < 1:
         raise OptionsError("batch and ubatch must be positive", option="ubatch")
     if opts.ubatch > opts.batch:
@@ -414,8 +492,10 @@ def _validate(opts: Options) -> None:
     for name, value in (("cache-type-k", opts.cache_type_k), ("cache-type-v", opts.cache_type_v)):
         if value.lower() not in CACHE_TYPES:
             raise OptionsError(f"unknown {name} {value!r}: expected one of {', '.join(CACHE_TYPES)}", option=name)
-    if opts.context is not None and opts.context < 1:
-        raise OptionsError(f"context must be positive, got {opts.context}", option="ctx")
+    if opts.context is not None and not 1 <= opts.context <= _MAX_CTX:
+        raise OptionsError(f"context must be between 1 and {_MAX_CTX:,} tokens, got {opts.context:,}", option="ctx")
+    if opts.batch > _MAX_CTX or opts.ubatch > _MAX_CTX:
+        raise OptionsError("batch and ubatch must be at most the largest context", option="batch")
     if opts.context_cap is not None and opts.context_cap < 256:
         raise OptionsError(f"context cap must be at least 256, got {opts.context_cap}", option="ctx")
 
@@ -426,7 +506,7 @@ def _setup(spec: ModelSpec, machine: Machine, opts: Options) -> _Setup:
     n_gpu = len(machine.devices) if backend != "cpu" else 0
     overhead = gpu_overhead_bytes(backend)
     budgets = tuple(max(d.memory_bytes - opts.gpu_margin_bytes, 0) for d in machine.devices[:n_gpu])
-    trained = spec.hparams.n_ctx_train or MIN_CONTEXT
+    trained = spec.trained_context or MIN_CONTEXT
     cap_per_slot = opts.context_cap or trained
     n_seq = opts.parallel
     fixed = opts.context is not None
@@ -554,11 +634,12 @@ def _devices(setup: _Setup, b: Breakdown) -> tuple[DeviceUsage, ...]:
 
 def _warnings(setup: _Setup, choice: _Choice | None, n_ctx: int) -> list[str]:
     spec = setup.spec
-    trained = spec.hparams.n_ctx_train
+    declared = spec.hparams.n_ctx_train
+    trained = spec.trained_context
     out: list[str] = []
-    if trained >= _HUGE_TRAINED_CONTEXT:
+    if declared >= _HUGE_TRAINED_CONTEXT:
         out.append(
-            f"the model declares a trained context of {trained:,} tokens: llama-server's -c 0 would reserve KV "
+            f"the GGUF declares a context length of {declared:,} tokens: llama-server's -c 0 would reserve KV "
             f"cache for all of them; the command line sets -c {n_ctx} explicitly"
         )
     if setup.opts.context is not None and trained and setup.opts.context > trained * setup.n_seq:
@@ -641,7 +722,7 @@ def make_plan(spec: ModelSpec, machine: Machine, options: Options | None = None)
         devices=_devices(setup, b),
         llama_server_args=_server_args(setup, choice, n_ctx),
         warnings=tuple(_warnings(setup, choice, n_ctx)),
-        trained_context=spec.hparams.n_ctx_train,
+        trained_context=spec.trained_context,
         experts_on_cpu_layers=experts_on_host,
         moe_layers=prof.moe_layers,
         prompt_tokens=opts.prompt_tokens,
@@ -655,17 +736,35 @@ def make_plan(spec: ModelSpec, machine: Machine, options: Options | None = None)
     return _with_speed(plan, spec, machine)
 
 
+_MOE_COUNTS: dict[int, tuple[Profile, tuple[int, ...]]] = {}
+
+
 def _moe_layers_below(prof: Profile, cut: int) -> int:
-    e = prof.experts.host
-    return sum(1 for il in range(min(cut, prof.n_layer)) if e[il + 1] > e[il])
+    """Layers below ``cut`` that hold routed experts (a prefix count, built once per profile)."""
+    hit = _MOE_COUNTS.get(id(prof))
+    if hit is None or hit[0] is not prof:
+        e = prof.experts.host
+        counts = [0]
+        for il in range(prof.n_layer):
+            counts.append(counts[-1] + (e[il + 1] > e[il]))
+        if len(_MOE_COUNTS) > 256:
+            _MOE_COUNTS.clear()
+        hit = _MOE_COUNTS[id(prof)] = (prof, tuple(counts))
+    return hit[1][max(min(cut, prof.n_layer), 0)]
+
+
+_SPEED: list[object] = []  # the servefit.speed module, imported on first use (None when absent)
 
 
 def _with_speed(plan: Plan, spec: ModelSpec, machine: Machine) -> Plan:
-    try:
-        from servefit import speed
-    except ImportError:
-        return plan
-    estimate = getattr(speed, "estimate", None)
+    if not _SPEED:
+        try:
+            from servefit import speed
+        except ImportError:
+            _SPEED.append(None)
+        else:
+            _SPEED.append(speed)
+    estimate = getattr(_SPEED[0], "estimate", None)
     if estimate is None:
         return plan
     result = estimate(plan, spec, machine)

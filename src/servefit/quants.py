@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from servefit.errors import UnknownQuantError
+from servefit.errors import ModelError, UnknownQuantError
 from servefit.model import Hparams
 
 __all__ = [
@@ -499,14 +499,16 @@ def predict_types(
     ``tensors`` are (name, shape in GGML order) as the GGUF holds them; ``source_types`` are their
     types in the file being quantized (default: what ``convert_hf_to_gguf.py --outtype bf16`` writes),
     which the tensors llama.cpp does not quantize keep. ``imatrix`` says whether an importance
-    matrix is given (a few rules depend on it; the IQ1/IQ2/IQ3_XXS types need one). Returns one type
+    matrix is given (a few rules depend on it; it is implied for ``IMATRIX_FILE_TYPES``). Returns one type
     name per tensor, in the order given.
     """
     base = default_type(ftype)
+    # files of these types only exist quantized with an importance matrix (llama.cpp refuses otherwise)
+    imatrix = imatrix or ftype in IMATRIX_FILE_TYPES
     if source_types is None:
         source_types = [converter_type(n, s) for n, s in tensors]
     elif len(source_types) != len(tensors):
-        raise ValueError("source_types must have one entry per tensor")
+        raise ModelError(f"{len(source_types)} source types for {len(tensors)} tensors", architecture=arch)
     names = [n for n, _ in tensors]
     n_trunk = hparams.n_layer - hparams.n_nextn_layer
     n_head0 = hparams.n_head[0] if hparams.n_head else 0

@@ -40,11 +40,13 @@ __all__ = [
     "split_parts",
 ]
 
-# First Range request, then each next one FACTOR times larger: a header of H bytes is read in
-# ceil(log4(3H/FIRST + 1)) requests and at most H + one chunk bytes (8 MiB in 2 requests, 40 MiB in 4).
-FIRST_CHUNK_BYTES = 512 * 1024
+# First Range request, then each next one CHUNK_GROWTH times larger: a header of H bytes takes
+# ceil(log4(3H/FIRST + 1)) requests and at most H + one chunk bytes (up to 5 MiB of header in 2
+# requests, 21 MiB in 3, 85 MiB in 4; real headers are mostly the tokenizer, 1-20 MB).
+FIRST_CHUNK_BYTES = 1024 * 1024
 CHUNK_GROWTH = 4
 MAX_CHUNK_BYTES = 256 * 1024 * 1024
+MAX_REMOTE_HEADER_BYTES = 1024 * 1024 * 1024  # real headers are under 100 MB; refuse to buffer more
 HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 MAX_TREE_PAGES = 50  # Hub tree listing pages followed (1,000 entries each)
 
@@ -169,6 +171,11 @@ class HttpSource:
 
     def read(self, offset: int, n: int) -> bytes:
         end = offset + n
+        if end > MAX_REMOTE_HEADER_BYTES and end > len(self._buf):
+            raise RemoteError(
+                f"{self.url}: header larger than {MAX_REMOTE_HEADER_BYTES:,} bytes (asked for byte {end:,})",
+                url=self.url,
+            )
         while len(self._buf) < end and not self._eof:
             self._fetch(max(self._next_chunk, end - len(self._buf)))
             self._next_chunk = min(self._next_chunk * CHUNK_GROWTH, MAX_CHUNK_BYTES)
@@ -216,8 +223,14 @@ class HttpSource:
         status = resp.status_code
         if status == 206:
             total = _content_range_total(resp.headers.get("content-range", ""))
-            if total is not None:
-                self._size = total
+            if total is None:
+                raise RemoteError(
+                    f"{self.url}: partial answer without a valid Content-Range "
+                    f"({resp.headers.get('content-range', 'none')!r:.60})",
+                    url=self.url,
+                    status=status,
+                )
+            self._size = total
             return
         if status == 416:
             if start > 0:  # asked past the end: the file ends exactly here
@@ -318,11 +331,13 @@ def resolve_source(text: str, *, client: httpx.Client | None = None) -> Resolved
     if not text:
         raise SourceError("empty model source")
     if text.startswith(("http://", "https://")):
-        parts = split_parts(urlsplit(text).path)
-        if parts is not None:
-            base = text[: text.index(urlsplit(text).path)] if urlsplit(text).path else text
-            return ResolvedSource(text, tuple(base + p for p in parts), remote=True)
-        return ResolvedSource(text, (text,), remote=True)
+        url = urlsplit(text)
+        parts = split_parts(url.path)
+        if parts is None:
+            return ResolvedSource(text, (text,), remote=True)
+        base = f"{url.scheme}://{url.netloc}"
+        query = f"?{url.query}" if url.query else ""
+        return ResolvedSource(text, tuple(base + p + query for p in parts), remote=True)
     if text.startswith("hf://"):
         m = _HF_RE.match(text)
         if not m:
@@ -332,29 +347,27 @@ def resolve_source(text: str, *, client: httpx.Client | None = None) -> Resolved
         urls = tuple(_resolve_url(m.group("repo"), rev, p) for p in paths)
         return ResolvedSource(text, urls, remote=True, headers=_hub_headers(), repo=m.group("repo"))
     path = Path(text).expanduser()
-    if path.exists() or text.lower().endswith(".gguf") or "/" not in text or text.startswith((".", "/", "~")):
-        if not path.exists():
-            if _REPO_QUANT_RE.match(text):
-                return _resolve_repo_quant(text, client)
+    if not path.exists():
+        if _REPO_QUANT_RE.match(text):
+            return _resolve_repo_quant(text, client)
+        if text.lower().endswith(".gguf") or text.startswith((".", "/", "~")):
             raise SourceError(f"{text}: no such file", path=text)
-        if path.is_dir():
-            raise SourceError(f"{text}: is a directory, not a GGUF file", path=text)
-        parts = split_parts(str(path))
-        if parts is None:
-            return ResolvedSource(text, (str(path),), remote=False)
-        missing = [p for p in parts if not Path(p).is_file()]
-        if missing:
-            raise MissingSplitError(
-                f"{text}: split part {missing[0]} is missing ({len(missing)} of {len(parts)} parts absent)",
-                path=missing[0],
-            )
-        return ResolvedSource(text, parts, remote=False)
-    if _REPO_QUANT_RE.match(text):
-        return _resolve_repo_quant(text, client)
-    raise SourceError(
-        f"{text}: not a GGUF source (expected a .gguf path, a URL, hf://owner/repo/file.gguf or owner/repo:QUANT)",
-        path=text,
-    )
+        raise SourceError(
+            f"{text}: not a GGUF source (expected a .gguf path, a URL, hf://owner/repo/file.gguf or owner/repo:QUANT)",
+            path=text,
+        )
+    if path.is_dir():
+        raise SourceError(f"{text}: is a directory, not a GGUF file", path=text)
+    parts = split_parts(str(path))
+    if parts is None:
+        return ResolvedSource(text, (str(path),), remote=False)
+    missing = [p for p in parts if not Path(p).is_file()]
+    if missing:
+        raise MissingSplitError(
+            f"{text}: split part {missing[0]} is missing ({len(missing)} of {len(parts)} parts absent)",
+            path=missing[0],
+        )
+    return ResolvedSource(text, parts, remote=False)
 
 
 def _resolve_url(repo: str, rev: str, path: str) -> str:

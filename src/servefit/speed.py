@@ -28,15 +28,18 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import functools
+import itertools
 import math
 import weakref
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+import numpy as np
 import yaml
 
+from servefit import memory as memory_module
 from servefit.errors import CatalogError, OptionsError, UnknownQuantError
 from servefit.machine import Backend, Device, Machine
 from servefit.memory import cache_row_bytes, kv_layers, recurrent_bytes_per_sequence, recurrent_layers
@@ -243,7 +246,7 @@ def layer_locations(plan: Plan, spec: ModelSpec, machine: Machine) -> tuple[list
     return [where(il) for il in range(n_layer)], where(n_layer)
 
 
-def _tensor_location(t: _Group, layers: list[int], output: int, n_cpu_moe: int) -> int:
+def _tensor_location(t: _Group, layers: Sequence[int], output: int, n_cpu_moe: int) -> int:
     if t.role is TensorRole.EMBEDDING:
         return HOST
     if t.layer is None or t.layer >= len(layers):
@@ -268,6 +271,8 @@ class _Group:
 class _Summary:
     groups: tuple[_Group, ...]
     moe_layers: frozenset[int]
+    moe_sorted: tuple[int, ...] = ()  # moe_layers in order
+    is_moe: bool = False  # any routed-expert tensor (ModelSpec.is_moe)
 
 
 _SUMMARIES: dict[int, tuple[weakref.ref[ModelSpec], _Summary]] = {}
@@ -285,11 +290,425 @@ def _summary(spec: ModelSpec) -> _Summary:
         acc[1] += t.n_elements
     groups = tuple(_Group(k[0], k[1], k[2], v[0], v[1]) for k, v in sums.items())
     moe = frozenset(g.layer for g in groups if g.role is TensorRole.ROUTED_EXPERTS and g.layer is not None)
-    summary = _Summary(groups, moe)
+    summary = _Summary(groups, moe, tuple(sorted(moe)), any(g.role is TensorRole.ROUTED_EXPERTS for g in groups))
     if len(_SUMMARIES) > 256:
         _SUMMARIES.clear()
     _SUMMARIES[id(spec)] = (weakref.ref(spec), summary)
     return summary
+
+
+# --------------------------------------------------------------------------------------------
+# fast sums: the same additions in the same order, without a loop over tensor groups per plan
+#
+# The reference loops (``_decode_sums``, ``_prefill_sums``) add one term per tensor group to the
+# accumulator of the device the group lives on. A device's groups are a few contiguous runs of
+# the group order (a layer range, its non-expert or its expert groups, the output groups), so the
+# same floating-point sums are left folds of per-group term arrays over those runs (a term of 0.0
+# stands for a group another device takes: adding 0.0 changes no sum). Term arrays are built once
+# per spec and parameters; folds are memoised by (array, run, starting value).
+
+
+@dataclass(frozen=True, slots=True)
+class _MachineInfo:
+    """Per-machine figures every estimate uses (computed once per Machine object)."""
+
+    machine: Machine
+    backend: str
+    family: str
+    peaks: tuple[tuple[float, float], ...]  # tensor_peaks_tflops per GPU
+    sig: int  # equal for machines whose every figure an estimate reads is equal (price aside)
+
+
+_MACHINES: dict[int, _MachineInfo] = {}
+_SIGNATURES: dict[tuple[object, ...], int] = {}
+_SIGNATURE_IDS = itertools.count()
+
+
+def _signature(machine: Machine) -> int:
+    """A number naming the machine's hardware (backend, devices, cores, RAM and disk bandwidth): equal
+    numbers, equal speed figures. Numbers are never reused, so forgetting the table is always safe."""
+    sig = (machine.backend, machine.devices, machine.cpu_cores, machine.ram_bandwidth_gb_s, machine.disk_read_gb_s)
+    hit = _SIGNATURES.get(sig)
+    if hit is None:
+        if len(_SIGNATURES) > 65536:
+            _SIGNATURES.clear()
+        hit = _SIGNATURES[sig] = next(_SIGNATURE_IDS)
+    return hit
+
+
+def _machine_info(machine: Machine) -> _MachineInfo:
+    hit = _MACHINES.get(id(machine))
+    if hit is not None and hit.machine is machine:
+        return hit
+    hit = _MachineInfo(
+        machine=machine,
+        backend=backend_family(machine),
+        family=family_of(machine),
+        peaks=tuple(tensor_peaks_tflops(d, machine) for d in machine.devices),
+        sig=_signature(machine),
+    )
+    if len(_MACHINES) > 4096:
+        _MACHINES.clear()
+    _MACHINES[id(machine)] = hit
+    return hit
+
+
+@dataclass(frozen=True, slots=True)
+class _Placement:
+    """Where the layers of a plan live: layers ``[0, start)`` on the host, then GPU layer ranges."""
+
+    layers: tuple[int, ...]  # device of each repeating layer (HOST for the CPU)
+    output: int  # device of the output layer
+    start: int  # first layer on a GPU (len(layers) when none)
+    ranges: tuple[tuple[int, int, int], ...]  # (device, first layer, end layer) per GPU that holds layers
+    used_devs: tuple[int, ...]  # GPUs holding any layer or the output layer, in order
+
+
+_PLACEMENTS: dict[tuple[object, ...], _Placement] = {}
+
+
+def _placement(plan: Plan, spec: ModelSpec, machine: Machine) -> _Placement:
+    devs = machine.devices
+    key = (
+        spec.hparams.n_layer,
+        len(devs),
+        plan.gpu_layers,
+        plan.total_layers,
+        plan.tensor_split,
+        tuple(d.memory_bytes for d in devs),
+    )
+    hit = _PLACEMENTS.get(key)
+    if hit is not None:
+        return hit
+    layers, output = layer_locations(plan, spec, machine)
+    start = next((il for il, loc in enumerate(layers) if loc != HOST), len(layers))
+    ranges: list[tuple[int, int, int]] = []
+    for il in range(start, len(layers)):
+        if ranges and ranges[-1][0] == layers[il]:
+            d, lo, _hi = ranges[-1]
+            ranges[-1] = (d, lo, il + 1)
+        else:
+            ranges.append((layers[il], il, il + 1))
+    used = tuple(sorted({loc for loc in [*layers, output] if loc != HOST}))
+    hit = _Placement(tuple(layers), output, start, tuple(ranges), used)
+    if len(_PLACEMENTS) > 4096:
+        _PLACEMENTS.clear()
+    _PLACEMENTS[key] = hit
+    return hit
+
+
+@dataclass(slots=True)
+class _Fast:
+    """Per-spec tables for the fast sums (see above)."""
+
+    groups: tuple[_Group, ...]  # the groups other than the token embeddings, in summary order
+    bounds: tuple[int, ...]  # bounds[il]: index in ``groups`` of the first group of a layer >= il (il <= n_layer)
+    tail: tuple[int, int]  # [lo, hi) of the groups that go with the output layer
+    tail_first: bool  # those come before the repeating layers' groups
+    emb_bytes: int  # token-embedding bytes (always on the host)
+    bytes_all: tuple[int, ...]  # prefix sums of the groups' bytes
+    bytes_ex: tuple[int, ...]  # prefix sums of the routed-expert groups' bytes
+    arrays: dict[tuple[object, ...], tuple[Any, Any, Any]] = field(default_factory=dict)  # all, non-expert, expert
+    folds: dict[tuple[object, ...], float] = field(default_factory=dict)
+    attention: dict[tuple[object, ...], tuple[tuple[int, ...], Any]] = field(default_factory=dict)
+    sums: dict[tuple[object, ...], tuple[_Placement, tuple[Any, ...]]] = field(default_factory=dict)  # per placement
+    cores: dict[tuple[object, ...], _Core] = field(default_factory=dict)  # per placement and machine
+
+
+def _clear_sums() -> None:
+    """Forget the memoised per-placement sums (``memory.clear_caches``); the per-spec tables stay."""
+    for _ref, fast in list(_FASTS.values()):
+        if fast is not None:
+            fast.sums.clear()
+            fast.cores.clear()
+    _PLACEMENTS.clear()
+
+
+memory_module._CLEARERS.append(_clear_sums)
+
+
+_FASTS: dict[int, tuple[weakref.ref[ModelSpec], _Fast | None]] = {}
+
+
+def _fast(spec: ModelSpec) -> _Fast | None:
+    """The fast-sum tables of a spec, or None when its group order has no contiguous layer runs."""
+    hit = _FASTS.get(id(spec))
+    if hit is not None and hit[0]() is spec:
+        return hit[1]
+    n_layer = spec.hparams.n_layer
+    groups = tuple(g for g in _summary(spec).groups if g.role is not TensorRole.EMBEDDING)
+    emb = sum(g.nbytes for g in _summary(spec).groups if g.role is TensorRole.EMBEDDING)
+    keys = [g.layer if g.layer is not None and g.layer < n_layer else -1 for g in groups]
+    tail_idx = [i for i, k in enumerate(keys) if k < 0]
+    layered = [k for k in keys if k >= 0]
+    fast: _Fast | None = None
+    ok = layered == sorted(layered)
+    if tail_idx:
+        lo, hi = tail_idx[0], tail_idx[-1] + 1
+        ok = ok and hi - lo == len(tail_idx) and (lo == 0 or hi == len(groups))
+    else:
+        lo = hi = len(groups)
+    if ok:
+        tail_first = bool(tail_idx) and lo == 0 and hi < len(groups)
+        first = hi if tail_first else 0
+        bounds = tuple(first + bisect.bisect_left(layered, il) for il in range(n_layer + 1))
+        ex = [g.nbytes if g.role is TensorRole.ROUTED_EXPERTS else 0 for g in groups]
+        fast = _Fast(
+            groups=groups,
+            bounds=bounds,
+            tail=(lo, hi),
+            tail_first=tail_first,
+            emb_bytes=emb,
+            bytes_all=(0, *itertools.accumulate(g.nbytes for g in groups)),
+            bytes_ex=(0, *itertools.accumulate(ex)),
+        )
+    if len(_FASTS) > 256:
+        _FASTS.clear()
+    _FASTS[id(spec)] = (weakref.ref(spec), fast)
+    return fast
+
+
+_Region = tuple[int, int, int, int]  # (first group, end group, device of non-expert groups, of expert groups)
+
+
+def _regions(fast: _Fast, place: _Placement, n_cpu_moe: int, host: int) -> list[_Region]:
+    """The runs of groups in order, each with its devices; ``host`` stands for the host (HOST, or the GPU that
+    computes host weights)."""
+    b = fast.bounds
+    out: list[_Region] = []
+    if place.start > 0:
+        out.append((b[0], b[place.start], host, host))
+    for d, lo, hi in place.ranges:
+        mid = max(lo, min(n_cpu_moe, hi))
+        if mid > lo:
+            out.append((b[lo], b[mid], d, host))
+        if hi > mid:
+            out.append((b[mid], b[hi], d, d))
+    tail = (fast.tail[0], fast.tail[1], *((host, host) if place.output == HOST else (place.output, place.output)))
+    if fast.tail_first:
+        out.insert(0, tail)
+    else:
+        out.append(tail)
+    return out
+
+
+def _terms(fast: _Fast, key: tuple[object, ...], term: Callable[[_Group], float]) -> tuple[Any, Any, Any]:
+    hit = fast.arrays.get(key)
+    if hit is None:
+        values = [term(g) for g in fast.groups]
+        exp = [g.role is TensorRole.ROUTED_EXPERTS for g in fast.groups]
+        hit = (
+            np.array(values, dtype=np.float64),
+            np.array([0.0 if e else v for v, e in zip(values, exp, strict=True)], dtype=np.float64),
+            np.array([v if e else 0.0 for v, e in zip(values, exp, strict=True)], dtype=np.float64),
+        )
+        if len(fast.arrays) > 1024:
+            fast.arrays.clear()
+            fast.folds.clear()
+        fast.arrays[key] = hit
+    return hit
+
+
+def _fold(fast: _Fast, key: tuple[object, ...], array: Any, variant: int, a: int, b: int, init: float) -> float:
+    """``init`` plus the terms ``array[a:b]`` added one by one, left to right (memoised)."""
+    if b <= a:
+        return init
+    k = (key, variant, a, b, init)
+    hit = fast.folds.get(k)
+    if hit is None:
+        run = array[a:b].copy()
+        run[0] += init
+        hit = float(np.cumsum(run)[-1])  # a running sum: the additions of the reference loop, in order
+        if len(fast.folds) > 65536:
+            fast.folds.clear()
+        fast.folds[k] = hit
+    return hit
+
+
+def _accumulate(
+    fast: _Fast,
+    key: tuple[object, ...],
+    arrays: tuple[Any, Any, Any],
+    regions: Sequence[_Region],
+    acc: list[float],
+    wanted: Callable[[int], bool],
+) -> None:
+    """Add the terms of each region to the accumulator of its device (``acc[HOST]`` is the host)."""
+    for a, b, d_ne, d_ex in regions:
+        if d_ne == d_ex:
+            if wanted(d_ne):
+                acc[d_ne] = _fold(fast, key, arrays[0], 0, a, b, acc[d_ne])
+            continue
+        if wanted(d_ne):
+            acc[d_ne] = _fold(fast, key, arrays[1], 1, a, b, acc[d_ne])
+        if wanted(d_ex):
+            acc[d_ex] = _fold(fast, key, arrays[2], 2, a, b, acc[d_ex])
+
+
+def _host_weight_bytes(fast: _Fast, regions: Sequence[_Region]) -> int:
+    total = fast.emb_bytes
+    for a, b, d_ne, d_ex in regions:
+        if d_ne == HOST:
+            total += fast.bytes_all[b] - fast.bytes_all[a]
+        elif d_ex == HOST:
+            total += fast.bytes_ex[b] - fast.bytes_ex[a]
+    return total
+
+
+def _on_host(loc: int) -> bool:
+    return loc == HOST
+
+
+def _on_gpu(loc: int) -> bool:
+    return loc != HOST
+
+
+def _layer_regions(ils: Sequence[int], place: _Placement, host: int) -> list[tuple[int, int, int, int]]:
+    """Runs of per-layer rows (rows sorted by layer ``ils``) by device: host layers, GPU ranges, the rest."""
+    out: list[tuple[int, int, int, int]] = []
+    end = bisect.bisect_left(ils, len(place.layers))
+    if place.start > 0:
+        hi = bisect.bisect_left(ils, place.start)
+        out.append((0, hi, host, host))
+    for d, lo, hi in place.ranges:
+        out.append((bisect.bisect_left(ils, lo), bisect.bisect_left(ils, hi), d, d))
+    out.append((end, len(ils), host, host))
+    return out
+
+
+def _decode_sums_fast(
+    fast: _Fast,
+    plan: Plan,
+    spec: ModelSpec,
+    place: _Placement,
+    n_cpu_moe: int,
+    n_dev: int,
+    peaks: Sequence[tuple[float, float]],
+    depth: int,
+    streams: int,
+) -> _DecodeSums:
+    """``_decode_sums`` by folds over runs of groups (identical results)."""
+    frac = _expert_fraction(spec, streams)
+    hp = spec.hparams
+    used = hp.n_expert_used / hp.n_expert if hp.n_expert else 1.0
+    exp = TensorRole.ROUTED_EXPERTS
+    regions = _regions(fast, place, n_cpu_moe, HOST)
+    acc = [0.0] * (n_dev + 1)
+
+    def read(g: _Group) -> float:
+        return g.nbytes * (frac if g.role is exp else 1.0)
+
+    key_r = ("read", streams)
+    _accumulate(fast, key_r, _terms(fast, key_r, read), regions, acc, _on_host)
+    host_bytes = acc[HOST]
+    per_dev_quant = [0.0] * n_dev
+    per_dev_float = [0.0] * n_dev
+    per_dev_flops = [0.0] * n_dev
+    if n_dev:
+        key_q, key_f = ("read-quant", streams), ("read-float", streams)
+        quant = _terms(fast, key_q, lambda g: 0.0 if g.is_float else read(g))
+        acc = [0.0] * (n_dev + 1)
+        _accumulate(fast, key_q, quant, regions, acc, _on_gpu)
+        per_dev_quant = acc[:n_dev]
+        floats = _terms(fast, key_f, lambda g: read(g) if g.is_float else 0.0)
+        acc = [0.0] * (n_dev + 1)
+        _accumulate(fast, key_f, floats, regions, acc, _on_gpu)
+        per_dev_float = acc[:n_dev]
+        for peak in sorted(set(peaks)):
+            p_q, p_f = peak
+
+            def flops(g: _Group, p_q: float = p_q, p_f: float = p_f) -> float:
+                f = 2.0 * g.n_elements * streams * (used if g.role is exp else 1.0)
+                return f / (p_f * 1e12) if g.is_float else f / (p_q * 1e12)
+
+            key_fl = ("flops", streams, p_q, p_f)
+            acc = [0.0] * (n_dev + 1)
+            on = {d for d in range(n_dev) if peaks[d] == peak}
+            _accumulate(fast, key_fl, _terms(fast, key_fl, flops), regions, acc, on.__contains__)
+            for d in on:
+                per_dev_flops[d] = acc[d]
+    # attention: per layer with a cache, in layer order
+    akey = ("attn", plan.cache_type_k, plan.cache_type_v, plan.flash_attention, depth, streams)
+    hit = fast.attention.get(akey)
+    if hit is None:
+        rows = _attention_bytes_per_layer(spec, plan, depth)
+        hit = (tuple(rows), np.array([nbytes * streams for nbytes in rows.values()], dtype=np.float64))
+        if len(fast.attention) > 1024:
+            fast.attention.clear()
+        fast.attention[akey] = hit
+    ils, values = hit
+    arrays = (values, values, values)
+    acc = [0.0] * n_dev + [host_bytes]
+    _accumulate(fast, akey, arrays, _layer_regions(ils, place, HOST), acc, lambda _d: True)
+    host_bytes = acc[HOST]
+    per_dev_attn = acc[:n_dev]
+    return per_dev_quant, per_dev_float, per_dev_flops, per_dev_attn, host_bytes, _host_weight_bytes(fast, regions)
+
+
+def _prefill_sums_fast(
+    fast: _Fast,
+    spec: ModelSpec,
+    place: _Placement,
+    n_cpu_moe: int,
+    n_dev: int,
+    offload: bool,
+    prompt: int,
+    ubatch: int,
+    n_ub: int,
+    depth: int,
+) -> _PrefillSums:
+    """``_prefill_sums`` by folds over runs of groups (identical results)."""
+    hp = spec.hparams
+    used = hp.n_expert_used / hp.n_expert if hp.n_expert else 1.0
+    touched = _expert_fraction(spec, ubatch)
+    exp = TensorRole.ROUTED_EXPERTS
+    home = _regions(fast, place, n_cpu_moe, HOST)  # where each group lives
+    run = _regions(fast, place, n_cpu_moe, 0) if offload else home  # where its matmul runs
+
+    def flops(g: _Group) -> float:
+        return 2.0 * g.n_elements * (used if g.role is exp else 1.0) * prompt
+
+    def weight(g: _Group) -> float:
+        return g.nbytes * (touched if g.role is exp else 1.0) * n_ub
+
+    key_w = ("weights", touched, n_ub)
+    w_arrays = _terms(fast, key_w, weight)
+    acc = [0.0] * (n_dev + 1)
+    _accumulate(fast, key_w, w_arrays, home, acc, _on_host)
+    host_read = acc[HOST]
+    host_copy = host_read if offload else 0.0
+    cpu_flops = 0.0
+    key_fa = ("prefill-flops", used, prompt)
+    if not offload:
+        acc = [0.0] * (n_dev + 1)
+        _accumulate(fast, key_fa, _terms(fast, key_fa, flops), home, acc, _on_host)
+        cpu_flops = acc[HOST]
+    mm_q = [0.0] * n_dev
+    mm_f = [0.0] * n_dev
+    wread = [0.0] * n_dev
+    if n_dev:
+        key_q, key_f = ("flops-quant", used, prompt), ("flops-float", used, prompt)
+        acc = [0.0] * (n_dev + 1)
+        _accumulate(fast, key_q, _terms(fast, key_q, lambda g: 0.0 if g.is_float else flops(g)), run, acc, _on_gpu)
+        mm_q = acc[:n_dev]
+        acc = [0.0] * (n_dev + 1)
+        _accumulate(fast, key_f, _terms(fast, key_f, lambda g: flops(g) if g.is_float else 0.0), run, acc, _on_gpu)
+        mm_f = acc[:n_dev]
+        acc = [0.0] * (n_dev + 1)
+        _accumulate(fast, key_w, w_arrays, run, acc, _on_gpu)
+        wread = acc[:n_dev]
+    akey = ("prefill-attn", prompt, depth)
+    hit = fast.attention.get(akey)
+    if hit is None:
+        ils, values = _prefill_attention(spec, prompt, depth)
+        hit = (ils, np.array(values, dtype=np.float64))
+        if len(fast.attention) > 1024:
+            fast.attention.clear()
+        fast.attention[akey] = hit
+    ils, arr = hit
+    acc = [0.0] * n_dev + [cpu_flops]
+    _accumulate(fast, akey, (arr, arr, arr), _layer_regions(ils, place, 0 if offload else HOST), acc, lambda _d: True)
+    return mm_q, mm_f, acc[:n_dev], wread, host_copy, host_read, _host_weight_bytes(fast, home), acc[HOST]
 
 
 def _expert_fraction(spec: ModelSpec, tokens: int) -> float:
@@ -417,8 +836,9 @@ def _attention_rows(spec: ModelSpec, type_k: str, type_v: str, flash: bool) -> l
         if n_kv <= 0:
             continue
         swa = bool(hp.swa_layers) and il < len(hp.swa_layers) and hp.swa_layers[il] and hp.n_swa > 0
-        k_row = _row_bytes(type_k, hp.n_embd_head_k * n_kv)
-        v_row = 0 if mla else _row_bytes(type_v, hp.n_embd_head_v * n_kv)
+        head_k, head_v = _head_sizes(spec, swa)
+        k_row = _row_bytes(type_k, head_k * n_kv)
+        v_row = 0 if mla else _row_bytes(type_v, head_v * n_kv)
         per_cell = float(k_row + v_row)
         if not flash:
             per_cell = per_cell * max(n_q // n_kv, 1) + 2 * 4 * n_q
@@ -436,6 +856,14 @@ def _attention_rows(spec: ModelSpec, type_k: str, type_v: str, flash: bool) -> l
     return out
 
 
+def _head_sizes(spec: ModelSpec, swa: bool) -> tuple[int, int]:
+    """(K, V) head size of an attention layer: sliding-window layers may have their own (0 = the same)."""
+    hp = spec.hparams
+    if swa:
+        return hp.n_embd_head_k_swa or hp.n_embd_head_k, hp.n_embd_head_v_swa or hp.n_embd_head_v
+    return hp.n_embd_head_k, hp.n_embd_head_v
+
+
 def _row_bytes(cache_type: str, n: int) -> int:
     if n <= 0:
         return 0
@@ -448,20 +876,80 @@ def _row_bytes(cache_type: str, n: int) -> int:
 def decode_terms(plan: Plan, spec: ModelSpec, machine: Machine, *, depth: int, streams: int = 1) -> DecodeTerms:
     """Ideal times of one decode step for ``streams`` sequences each ``depth`` tokens deep."""
     streams = max(streams, 1)
-    layers, output = layer_locations(plan, spec, machine)
+    place = _placement(plan, spec, machine)
+    layers, output = place.layers, place.output
     n_cpu_moe = plan.n_cpu_moe if machine.devices else spec.hparams.n_layer
     devs = machine.devices
+    peaks = _machine_info(machine).peaks
+    fast = _fast(spec)
+    if fast is not None:
+        key = (id(place), n_cpu_moe, peaks, depth, streams, plan.cache_type_k, plan.cache_type_v, plan.flash_attention)
+        hit = fast.sums.get(key)
+        if hit is None or hit[0] is not place:
+            hit = (place, _decode_sums_fast(fast, plan, spec, place, n_cpu_moe, len(devs), peaks, depth, streams))
+            if len(fast.sums) > 8192:
+                fast.sums.clear()
+            fast.sums[key] = hit
+        per_dev_quant, per_dev_float, per_dev_flops, per_dev_attn, host_bytes, host_weight_bytes = hit[1]
+    else:
+        per_dev_quant, per_dev_float, per_dev_flops, per_dev_attn, host_bytes, host_weight_bytes = _decode_sums(
+            plan, spec, layers, output, n_cpu_moe, len(devs), peaks, depth, streams
+        )
+    summary = _summary(spec)
+    disk_frac = _disk_fraction(plan, host_weight_bytes)
+    host_bw = _host_bandwidth_gb_s(machine) * 1e9
+    disk_bw = max(machine.disk_read_gb_s, 1e-3) * DISK_EFFICIENCY * 1e9
+    gpu_layers = len(layers) - place.start
+    used_devs = place.used_devs
+    host_expert_layers = 0
+    if machine.devices and summary.is_moe and n_cpu_moe > place.start:
+        # MoE layers in [start, n_cpu_moe): on a GPU, with their experts on the host
+        moe = summary.moe_sorted
+        host_expert_layers = bisect.bisect_left(moe, n_cpu_moe) - bisect.bisect_left(moe, place.start)
+    host_layers = place.start
+    switches = 2 * host_expert_layers + (2 if host_layers and gpu_layers else 0)
+    return DecodeTerms(
+        gpu_quant_s=sum(b / (d.bandwidth_gb_s * 1e9) for b, d in zip(per_dev_quant, devs, strict=True)),
+        gpu_float_s=sum(b / (d.bandwidth_gb_s * 1e9) for b, d in zip(per_dev_float, devs, strict=True)),
+        gpu_attn_s=sum(b / (d.bandwidth_gb_s * 1e9) for b, d in zip(per_dev_attn, devs, strict=True)),
+        gpu_layers=gpu_layers,
+        hops=max(len(used_devs) - 1, 0),
+        host_switches=switches,
+        host_s=host_bytes * (1.0 - disk_frac) / host_bw,
+        disk_s=host_bytes * disk_frac / disk_bw,
+        compute_s=sum(per_dev_flops),
+        peak_tflops=max((p[1] for p in peaks), default=0.0),
+        bandwidth_gb_s=max((d.bandwidth_gb_s for d in devs), default=0.0),
+        host_layers=host_layers,
+        host_expert_layers=host_expert_layers,
+        flash_attention=plan.flash_attention,
+    )
+
+
+_DecodeSums = tuple[list[float], list[float], list[float], list[float], float, int]
+
+
+def _decode_sums(
+    plan: Plan,
+    spec: ModelSpec,
+    layers: Sequence[int],
+    output: int,
+    n_cpu_moe: int,
+    n_dev: int,
+    peaks: Sequence[tuple[float, float]],
+    depth: int,
+    streams: int,
+) -> _DecodeSums:
+    """Bytes and FLOPs of one decode step per device, tensor group by tensor group (the reference loop)."""
     frac = _expert_fraction(spec, streams)
-    per_dev_quant = [0.0] * len(devs)
-    per_dev_float = [0.0] * len(devs)
-    per_dev_attn = [0.0] * len(devs)
-    per_dev_flops = [0.0] * len(devs)
+    per_dev_quant = [0.0] * n_dev
+    per_dev_float = [0.0] * n_dev
+    per_dev_attn = [0.0] * n_dev
+    per_dev_flops = [0.0] * n_dev
     host_bytes = 0.0
     host_weight_bytes = 0
     used = spec.hparams.n_expert_used / spec.hparams.n_expert if spec.hparams.n_expert else 1.0
-    summary = _summary(spec)
-    peaks = [tensor_peaks_tflops(d, machine) for d in devs]
-    for t in summary.groups:
+    for t in _summary(spec).groups:
         loc = _tensor_location(t, layers, output, n_cpu_moe)
         if loc == HOST:
             host_weight_bytes += t.nbytes
@@ -483,32 +971,7 @@ def decode_terms(plan: Plan, spec: ModelSpec, machine: Machine, *, depth: int, s
             host_bytes += nbytes * streams
         else:
             per_dev_attn[loc] += nbytes * streams
-    disk_frac = _disk_fraction(plan, host_weight_bytes)
-    host_bw = _host_bandwidth_gb_s(machine) * 1e9
-    disk_bw = max(machine.disk_read_gb_s, 1e-3) * DISK_EFFICIENCY * 1e9
-    gpu_layers = sum(1 for loc in layers if loc != HOST)
-    used_devs = sorted({loc for loc in [*layers, output] if loc != HOST})
-    host_expert_layers = 0
-    if machine.devices and spec.is_moe:
-        host_expert_layers = sum(1 for il in summary.moe_layers if il < n_cpu_moe and layers[il] != HOST)
-    host_layers = sum(1 for loc in layers if loc == HOST)
-    switches = 2 * host_expert_layers + (2 if host_layers and gpu_layers else 0)
-    return DecodeTerms(
-        gpu_quant_s=sum(b / (d.bandwidth_gb_s * 1e9) for b, d in zip(per_dev_quant, devs, strict=True)),
-        gpu_float_s=sum(b / (d.bandwidth_gb_s * 1e9) for b, d in zip(per_dev_float, devs, strict=True)),
-        gpu_attn_s=sum(b / (d.bandwidth_gb_s * 1e9) for b, d in zip(per_dev_attn, devs, strict=True)),
-        gpu_layers=gpu_layers,
-        hops=max(len(used_devs) - 1, 0),
-        host_switches=switches,
-        host_s=host_bytes * (1.0 - disk_frac) / host_bw,
-        disk_s=host_bytes * disk_frac / disk_bw,
-        compute_s=sum(per_dev_flops),
-        peak_tflops=max((p[1] for p in peaks), default=0.0),
-        bandwidth_gb_s=max((d.bandwidth_gb_s for d in devs), default=0.0),
-        host_layers=host_layers,
-        host_expert_layers=host_expert_layers,
-        flash_attention=plan.flash_attention,
-    )
+    return per_dev_quant, per_dev_float, per_dev_flops, per_dev_attn, host_bytes, host_weight_bytes
 
 
 # --------------------------------------------------------------------------------------------
@@ -551,57 +1014,34 @@ def prefill_terms(plan: Plan, spec: ModelSpec, machine: Machine, *, prompt: int,
     ubatch = max(min(plan.ubatch or 512, plan.batch or 2048, prompt), 1)
     batch = max(min(plan.batch or 2048, prompt), ubatch)
     n_ub = math.ceil(prompt / ubatch)
-    layers, output = layer_locations(plan, spec, machine)
+    place = _placement(plan, spec, machine)
+    layers, output = place.layers, place.output
     n_cpu_moe = plan.n_cpu_moe if machine.devices else hp.n_layer
     devs = machine.devices
-    used = hp.n_expert_used / hp.n_expert if hp.n_expert else 1.0
-    touched = _expert_fraction(spec, ubatch)
     offload = bool(devs) and ubatch >= OP_OFFLOAD_MIN_BATCH
-    mm_q = [0.0] * len(devs)
-    mm_f = [0.0] * len(devs)
-    attn = [0.0] * len(devs)
-    wread = [0.0] * len(devs)
-    host_copy = 0.0
-    host_read = 0.0  # host-resident weight bytes read over the whole prompt (copied or used by the CPU)
-    host_weight_bytes = 0
-    cpu_flops = 0.0
-    for t in _summary(spec).groups:
-        loc = _tensor_location(t, layers, output, n_cpu_moe)
-        if loc == HOST:
-            host_weight_bytes += t.nbytes
-        if t.role is TensorRole.EMBEDDING:
-            continue
-        is_exp = t.role is TensorRole.ROUTED_EXPERTS
-        flops = 2.0 * t.n_elements * (used if is_exp else 1.0) * prompt
-        if loc == HOST:
-            host_read += t.nbytes * (touched if is_exp else 1.0) * n_ub
-            if offload:
-                host_copy += t.nbytes * (touched if is_exp else 1.0) * n_ub
-                loc = 0  # the op runs on the main GPU
-            else:
-                cpu_flops += flops
-                continue
-        (mm_f if t.is_float else mm_q)[loc] += flops
-        wread[loc] += t.nbytes * (touched if is_exp else 1.0) * n_ub
-    # attention: QK^T and AV, 2 FLOPs per multiply-add, over the average attended span
-    for il in kv_layers(spec):
-        n_q = hp.n_head[il] if il < len(hp.n_head) else 0
-        swa = bool(hp.swa_layers) and il < len(hp.swa_layers) and hp.swa_layers[il] and hp.n_swa > 0
-        span = depth + (prompt + 1) / 2.0
-        if swa:
-            span = min(span, float(hp.n_swa))
-        flops = 2.0 * n_q * (hp.n_embd_head_k + hp.n_embd_head_v) * span * prompt
-        loc = layers[il] if il < len(layers) else HOST
-        if loc == HOST and not offload:
-            cpu_flops += flops
-        else:
-            attn[max(loc, 0)] += flops
-    peaks = [tensor_peaks_tflops(d, machine) for d in devs]
+    fast = _fast(spec)
+    if fast is not None:
+        key = ("prefill", id(place), n_cpu_moe, len(devs), offload, prompt, ubatch, n_ub, depth)
+        hit = fast.sums.get(key)
+        if hit is None or hit[0] is not place:
+            hit = (
+                place,
+                _prefill_sums_fast(fast, spec, place, n_cpu_moe, len(devs), offload, prompt, ubatch, n_ub, depth),
+            )
+            if len(fast.sums) > 8192:
+                fast.sums.clear()
+            fast.sums[key] = hit
+        mm_q, mm_f, attn, wread, host_copy, host_read, host_weight_bytes, cpu_flops = hit[1]
+    else:
+        mm_q, mm_f, attn, wread, host_copy, host_read, host_weight_bytes, cpu_flops = _prefill_sums(
+            spec, layers, output, n_cpu_moe, len(devs), offload, prompt, ubatch, n_ub, depth
+        )
+    peaks = _machine_info(machine).peaks
     mm_q_s = [fl / (p[0] * 1e12) for fl, p in zip(mm_q, peaks, strict=True)]
     mm_f_s = [fl / (p[1] * 1e12) for fl, p in zip(mm_f, peaks, strict=True)]
     attn_s = [fl / (p[1] * 1e12) for fl, p in zip(attn, peaks, strict=True)]
     w_s = [b / (d.bandwidth_gb_s * 1e9) for b, d in zip(wread, devs, strict=True)]
-    used_devs = sorted({loc for loc in [*layers, output] if loc != HOST})
+    used_devs = place.used_devs
     pipeline = 1.0
     pipelined = len(used_devs) > 1 and _full_offload(plan, hp.n_layer) and plan.n_cpu_moe == 0 and batch > ubatch
     if pipelined:
@@ -629,6 +1069,81 @@ def prefill_terms(plan: Plan, spec: ModelSpec, machine: Machine, *, prompt: int,
         peak_tflops=max((p[1] for p in peaks), default=0.0),
         flash_attention=plan.flash_attention,
     )
+
+
+_PrefillSums = tuple[list[float], list[float], list[float], list[float], float, float, int, float]
+
+
+def _prefill_sums(
+    spec: ModelSpec,
+    layers: Sequence[int],
+    output: int,
+    n_cpu_moe: int,
+    n_dev: int,
+    offload: bool,
+    prompt: int,
+    ubatch: int,
+    n_ub: int,
+    depth: int,
+) -> _PrefillSums:
+    """FLOPs and bytes of a prompt per device, tensor group by tensor group (the reference loop)."""
+    hp = spec.hparams
+    used = hp.n_expert_used / hp.n_expert if hp.n_expert else 1.0
+    touched = _expert_fraction(spec, ubatch)
+    mm_q = [0.0] * n_dev
+    mm_f = [0.0] * n_dev
+    attn = [0.0] * n_dev
+    wread = [0.0] * n_dev
+    host_copy = 0.0
+    host_read = 0.0  # host-resident weight bytes read over the whole prompt (copied or used by the CPU)
+    host_weight_bytes = 0
+    cpu_flops = 0.0
+    for t in _summary(spec).groups:
+        loc = _tensor_location(t, layers, output, n_cpu_moe)
+        if loc == HOST:
+            host_weight_bytes += t.nbytes
+        if t.role is TensorRole.EMBEDDING:
+            continue
+        is_exp = t.role is TensorRole.ROUTED_EXPERTS
+        flops = 2.0 * t.n_elements * (used if is_exp else 1.0) * prompt
+        if loc == HOST:
+            host_read += t.nbytes * (touched if is_exp else 1.0) * n_ub
+            if offload:
+                host_copy += t.nbytes * (touched if is_exp else 1.0) * n_ub
+                loc = 0  # the op runs on the main GPU
+            else:
+                cpu_flops += flops
+                continue
+        (mm_f if t.is_float else mm_q)[loc] += flops
+        wread[loc] += t.nbytes * (touched if is_exp else 1.0) * n_ub
+    # attention: QK^T and AV, 2 FLOPs per multiply-add, over the average attended span
+    for il, flops in zip(*_prefill_attention(spec, prompt, depth), strict=True):
+        loc = layers[il] if il < len(layers) else HOST
+        if loc == HOST and not offload:
+            cpu_flops += flops
+        else:
+            attn[max(loc, 0)] += flops
+    return mm_q, mm_f, attn, wread, host_copy, host_read, host_weight_bytes, cpu_flops
+
+
+def _prefill_attention(spec: ModelSpec, prompt: int, depth: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """(layers, attention FLOPs of the prompt per layer): QK^T and AV over the average attended span."""
+    hp = spec.hparams
+    ils = kv_layers(spec)
+    out: list[float] = []
+    for il in ils:
+        n_q = hp.n_head[il] if il < len(hp.n_head) else 0
+        swa = bool(hp.swa_layers) and il < len(hp.swa_layers) and hp.swa_layers[il] and hp.n_swa > 0
+        span = depth + (prompt + 1) / 2.0
+        if swa:
+            span = min(span, float(hp.n_swa))
+        head_k, head_v = _head_sizes(spec, swa)
+        out.append(2.0 * n_q * (head_k + head_v) * span * prompt)
+    return ils, tuple(out)
+
+
+_DECODE_FIELDS = tuple(f.name for f in dataclasses.fields(DecodeTerms))
+_PREFILL_FIELDS = tuple(f.name for f in dataclasses.fields(PrefillTerms))
 
 
 # --------------------------------------------------------------------------------------------
@@ -668,6 +1183,17 @@ def _bottleneck(plan: Plan, spec: ModelSpec, machine: Machine, terms: DecodeTerm
     return f"GPU memory bandwidth ({label})"
 
 
+def _replace(plan: Plan, **changes: Any) -> Plan:
+    """``dataclasses.replace`` for a Plan (no ``__post_init__``, no slots), without re-running ``__init__``."""
+    state = getattr(plan, "__dict__", None)
+    if state is None or type(plan) is not Plan:  # pragma: no cover - a subclass or a slotted Plan
+        return dataclasses.replace(plan, **changes)
+    new = object.__new__(Plan)
+    new.__dict__.update(state)
+    new.__dict__.update(changes)
+    return new
+
+
 def estimate(plan: Plan, spec: ModelSpec, machine: Machine) -> Plan:
     """The plan with its speed and cost fields filled (``dataclasses.replace``); unchanged if it does not fit."""
     prompt = plan.prompt_tokens or DEFAULT_PROMPT_TOKENS
@@ -675,11 +1201,85 @@ def estimate(plan: Plan, spec: ModelSpec, machine: Machine) -> Plan:
         prompt = min(prompt, plan.context)  # a prompt longer than the context cannot be served
     price = machine.price_per_hour
     if not plan.fits or spec.hparams.n_layer <= 0:
-        return dataclasses.replace(plan, prompt_tokens=prompt, price_per_hour=price, currency=machine.currency)
+        return _replace(plan, prompt_tokens=prompt, price_per_hour=price, currency=machine.currency)
+    core = _core(plan, spec, machine, prompt)
+    extra = dict(plan.extra)
+    extra["speed"] = {
+        "decode_depth_tokens": prompt,
+        "decode_step_s": dict(core.decode_step_s),
+        "prefill_s": dict(core.prefill_s),
+        "calibration": dict(core.calibration),
+        "expected_error": dict(core.expected_error),
+    }
+    return _replace(
+        plan,
+        decode_tok_s=core.decode,
+        decode_tok_s_parallel=core.decode_parallel,
+        prefill_tok_s=core.prefill,
+        ttft_s=core.ttft_s,
+        prompt_tokens=prompt,
+        cost_per_mtok=cost_per_mtok(price, core.decode),
+        cost_per_mtok_parallel=cost_per_mtok(price, core.decode_parallel),
+        price_per_hour=price,
+        currency=machine.currency,
+        bottleneck=core.bottleneck,
+        extra=extra,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Core:
+    """The figures of an estimate that depend on the placement and the machine, not on the plan's buffers."""
+
+    machine: Machine
+    decode: float
+    decode_parallel: float
+    prefill: float
+    ttft_s: float
+    bottleneck: str
+    decode_step_s: dict[str, Any]
+    prefill_s: dict[str, Any]
+    calibration: dict[str, str]
+    expected_error: dict[str, Any]
+
+
+def _core(plan: Plan, spec: ModelSpec, machine: Machine, prompt: int) -> _Core:
+    """``_compute_core``, memoised per spec on everything it reads (not when reading from disk, where the
+    plan's host buffers matter)."""
+    fast = None if plan.reading_from_disk else _fast(spec)
+    if fast is None:
+        return _compute_core(plan, spec, machine, prompt)
+    key = (
+        "core",
+        _machine_info(machine).sig,
+        prompt,
+        plan.gpu_layers,
+        plan.total_layers,
+        plan.tensor_split,
+        plan.n_cpu_moe,
+        plan.cache_type_k,
+        plan.cache_type_v,
+        plan.flash_attention,
+        plan.parallel,
+        plan.batch,
+        plan.ubatch,
+        plan.moe_layers,
+    )
+    hit = fast.cores.get(key)
+    if hit is None:
+        hit = _compute_core(plan, spec, machine, prompt)
+        if len(fast.cores) > 8192:
+            fast.cores.clear()
+        fast.cores[key] = hit
+    return hit
+
+
+def _compute_core(plan: Plan, spec: ModelSpec, machine: Machine, prompt: int) -> _Core:
     cal = load_calibration()
-    backend = backend_family(machine)
+    info = _machine_info(machine)
+    backend = info.backend
     f = cal.factors(backend)
-    scale = cal.scale(family_of(machine))
+    scale = cal.scale(info.family)
     depth = prompt  # decode right after the stated prompt
     one = decode_terms(plan, spec, machine, depth=depth)
     decode = 1.0 / one.seconds(f)
@@ -693,29 +1293,19 @@ def estimate(plan: Plan, spec: ModelSpec, machine: Machine) -> Plan:
     if pre.disk_s > 0.5 * prefill_s and not bottleneck.startswith("disk"):
         bottleneck += "; prefill: disk: weights read from disk"
     elif pre.pcie_s > 0.5 * prefill_s:
-        what = "experts" if spec.is_moe and one.host_layers == 0 else "layers"
+        what = "experts" if _summary(spec).is_moe and one.host_layers == 0 else "layers"
         bottleneck += f"; prefill: PCIe: {what} copied per micro-batch"
-    extra = dict(plan.extra)
-    extra["speed"] = {
-        "decode_depth_tokens": depth,
-        "decode_step_s": dataclasses.asdict(one),
-        "prefill_s": dataclasses.asdict(pre),
-        "calibration": {"backend": backend, "family": family_of(machine), "source": cal.source},
-        "expected_error": dict(cal.error.get(backend, {})) or {"note": "no calibration data for this backend"},
-    }
-    return dataclasses.replace(
-        plan,
-        decode_tok_s=decode,
-        decode_tok_s_parallel=decode_parallel,
-        prefill_tok_s=prefill,
+    return _Core(
+        machine=machine,
+        decode=decode,
+        decode_parallel=decode_parallel,
+        prefill=prefill,
         ttft_s=prefill_s + 1.0 / decode,
-        prompt_tokens=prompt,
-        cost_per_mtok=cost_per_mtok(price, decode),
-        cost_per_mtok_parallel=cost_per_mtok(price, decode_parallel),
-        price_per_hour=price,
-        currency=machine.currency,
         bottleneck=bottleneck,
-        extra=extra,
+        decode_step_s={name: getattr(one, name) for name in _DECODE_FIELDS},
+        prefill_s={name: getattr(pre, name) for name in _PREFILL_FIELDS},
+        calibration={"backend": backend, "family": info.family, "source": cal.source},
+        expected_error=dict(cal.error.get(backend, {})) or {"note": "no calibration data for this backend"},
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -107,14 +108,15 @@ def test_accessibility_basics(browser: Any, server: str) -> None:
         unlabelled = page.evaluate(
             """() => [...document.querySelectorAll('input, select, textarea, button')]
                  .filter(el => el.type !== 'hidden')
-                 .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
-                               && !el.getAttribute('aria-labelledby') && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+                 .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label'))
+                 .filter(el => !el.getAttribute('aria-labelledby'))
+                 .filter(el => !(el.tagName === 'BUTTON' && el.textContent.trim()))
                  .map(el => el.outerHTML)"""
         )
         assert unlabelled == [], (path, unlabelled)
         levels = page.evaluate("[...document.querySelectorAll('h1,h2,h3,h4,h5,h6')].map(h => +h.tagName[1])")
         assert levels and levels[0] == 1 and levels.count(1) == 1, (path, levels)
-        for a, b in zip(levels, levels[1:], strict=False):
+        for a, b in itertools.pairwise(levels):
             assert b <= a + 1, (path, levels)
         svgs = page.evaluate("[...document.querySelectorAll('main svg')].map(s => !!s.querySelector('title'))")
         assert all(svgs), path

@@ -13,12 +13,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import deploy_plans  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "charts" / "llama-server"
-DATA = Path(__file__).parent / "data"
-KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
+from deploy_helpers import CHART
 
 
 @pytest.fixture(scope="session")
@@ -32,11 +27,6 @@ def chart() -> Iterator[Any]:
 def values_schema() -> dict[str, Any]:
     schema: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text())
     return schema
-
-
-@pytest.fixture(scope="session")
-def cases() -> list[Any]:
-    return deploy_plans.all_cases()
 
 
 @pytest.fixture(scope="session", autouse=True)

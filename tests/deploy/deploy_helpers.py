@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "llama-server"
+DATA = Path(__file__).parent / "data"
+KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 
 
 def manifests(rendered: dict[str, str]) -> list[dict[str, Any]]:

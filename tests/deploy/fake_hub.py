@@ -34,7 +34,7 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature of the base class
+        def log_message(self, format: str, *args: object) -> None:
             return
 
         def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None, *, head: bool = False) -> None:
@@ -57,8 +57,13 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
             if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([0-9a-f]{40})", path):
                 files = hub.repos.get(m.group(1), {})
                 tree = [
-                    {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest(),
-                     "lfs": {"oid": hashlib.sha256(data).hexdigest(), "size": len(data)}}
+                    {
+                        "type": "file",
+                        "path": name,
+                        "size": len(data),
+                        "oid": hashlib.sha1(data).hexdigest(),
+                        "lfs": {"oid": hashlib.sha256(data).hexdigest(), "size": len(data)},
+                    }
                     for name, data in files.items()
                 ]
                 return self._send(200, json.dumps(tree).encode(), {"Content-Type": "application/json"}, head=head)
@@ -66,8 +71,11 @@ def _handler(hub: Hub) -> type[BaseHTTPRequestHandler]:
                 data = hub.repos.get(m.group(1), {}).get(m.group(3))
                 if data is None:
                     return self._send(404, b"not found", head=head)
-                headers = {"ETag": f'"{hashlib.sha256(data).hexdigest()}"', "Accept-Ranges": "bytes",
-                           "Content-Type": "application/octet-stream"}
+                headers = {
+                    "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+                    "Accept-Ranges": "bytes",
+                    "Content-Type": "application/octet-stream",
+                }
                 rng = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
                 if rng:
                     start = int(rng.group(1))

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from deploy_helpers import REPO
 
 COLLECTION = REPO / "ansible_collections" / "servefit" / "infra"
 PLAYBOOK = "servefit.infra.nvidia_container_toolkit"
@@ -46,6 +46,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
         ANSIBLE_FORCE_COLOR="0",
         ANSIBLE_STDOUT_CALLBACK="default",
         ANSIBLE_RETRY_FILES_ENABLED="0",
+        ANSIBLE_PIPELINING="1",
         PY_COLORS="0",
         NO_COLOR="1",
     )
@@ -69,7 +70,15 @@ def test_ansible_lint_production_profile(tmp_path: Path) -> None:
 
 def test_playbook_syntax_check(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [_tool("ansible-playbook"), "-i", "localhost,", "--syntax-check", PLAYBOOK, "-e", "servefit_gpu_hosts=localhost"],
+        [
+            _tool("ansible-playbook"),
+            "-i",
+            "localhost,",
+            "--syntax-check",
+            PLAYBOOK,
+            "-e",
+            "servefit_gpu_hosts=localhost",
+        ],
         env=_env(tmp_path),
         capture_output=True,
         text=True,
@@ -99,7 +108,17 @@ def key_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     home.chmod(0o700)
     env = dict(os.environ, GNUPGHOME=str(home))
     subprocess.run(
-        ["gpg", "--batch", "--passphrase", "", "--quick-gen-key", "servefit test <test@example.invalid>", "ed25519", "sign", "1d"],
+        [
+            "gpg",
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "servefit test <test@example.invalid>",
+            "ed25519",
+            "sign",
+            "1d",
+        ],
         env=env,
         check=True,
         capture_output=True,

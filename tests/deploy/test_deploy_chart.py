@@ -14,8 +14,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import CHART, KUBERNETES_VERSIONS
-from deploy_helpers import by_kind, manifests
+from deploy_helpers import CHART, DATA, KUBERNETES_VERSIONS, by_kind, manifests
 from deploy_plans import all_cases
 
 from servefit.plan import Plan, Strategy
@@ -76,10 +75,13 @@ def test_chart_lints_clean_in_strict_mode() -> None:
 
 @pytest.mark.parametrize("plan", CASES, ids=[f"{p.model_id}@{p.target_id}" for p in CASES])
 def test_values_render_and_validate(plan: Plan, chart: Any, values_schema: dict[str, Any]) -> None:
+    helm = pytest.importorskip("helm_python")
     text = render_values(plan)
     values = yaml.safe_load(text)
     jsonschema.validate(values, values_schema)
     chart.validate_schema(values)  # Helm's own schema check, as install does
+    report = helm.lint(str(CHART), values, strict=True)
+    assert report["errors"] == [] and report["messages"] == [], report
 
     objects = _render(chart, values, name=values["release"]["name"])
     for obj in objects:
@@ -99,7 +101,20 @@ def test_values_render_and_validate(plan: Plan, chart: Any, values_schema: dict[
     owned = passed[: len(passed) - len(values["server"]["args"])]
     assert passed[len(owned) :] == values["server"]["args"]
     assert values["server"]["args"] == _without_owned(plan_args)  # every plan flag, in order
-    for flag in ("-c", "-np", "-ngl", "-fa", "-ctk", "-ctv", "-sm", "-ts", "--n-cpu-moe", "-ot", "--cache-ram", "--load-mode"):
+    for flag in (
+        "-c",
+        "-np",
+        "-ngl",
+        "-fa",
+        "-ctk",
+        "-ctv",
+        "-sm",
+        "-ts",
+        "--n-cpu-moe",
+        "-ot",
+        "--cache-ram",
+        "--load-mode",
+    ):
         assert _flag_value(passed, flag) == _flag_value(plan_args, flag), flag
     assert not (set(values["server"]["args"]) & CHART_OWNED_FLAGS)
     hf_ref = f"{plan.gguf_repo}:{plan.quant}"
@@ -218,7 +233,11 @@ def _strict(schema: Any) -> Any:
     """An OpenAPI v3 CRD schema as JSON Schema that refuses undeclared fields (strict field validation)."""
     if isinstance(schema, dict):
         out = {k: _strict(v) for k, v in schema.items()}
-        if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+        if (
+            "properties" in out
+            and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields")
+        ):
             out["additionalProperties"] = False
         return out
     if isinstance(schema, list):
@@ -227,8 +246,6 @@ def _strict(schema: Any) -> Any:
 
 
 def _crd_schema(filename: str, api_version: str) -> dict[str, Any]:
-    from conftest import DATA
-
     crd = yaml.safe_load((DATA / filename).read_text())
     group = crd["spec"]["group"]
     for version in crd["spec"]["versions"]:
@@ -242,7 +259,11 @@ def test_crd_objects_match_their_schemas(chart: Any) -> None:
     """ServiceMonitor and KEDA ScaledObject are checked against the published CRDs' OpenAPI schemas."""
     values = yaml.safe_load(render_values(CASES[12])) | {
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
-        "autoscaling": {"enabled": True, "engine": "keda", "keda": {"serverAddress": "http://prometheus.monitoring:9090"}},
+        "autoscaling": {
+            "enabled": True,
+            "engine": "keda",
+            "keda": {"serverAddress": "http://prometheus.monitoring:9090"},
+        },
         "apiKey": {"enabled": True},
     }
     objects = _render(chart, values)
@@ -288,3 +309,48 @@ def test_gpu_count_on_cpu_backend_fails_rendering(chart: Any) -> None:
     values = yaml.safe_load(render_values(CASES[0])) | {"gpu": {"count": 1, "resource": "nvidia.com/gpu"}}
     with pytest.raises(helm.HelmError, match="needs a GPU backend"):
         chart.render(values=values, name="demo", namespace="llm")
+
+
+CATALOG_MODELS = (
+    ("llama-3.1-8b-instruct", "Q4_K_M"),
+    ("qwen3-30b-a3b", "Q4_K_M"),
+    ("gpt-oss-120b", "MXFP4_MOE"),
+    ("nemotron-3-super-120b-a12b", "Q4_K_S"),
+    ("granite-4.0-h-tiny", "Q8_0"),
+    ("deepseek-r1", "Q2_K"),
+)
+CATALOG_TARGETS = ("cpu", "scaleway/l4-2-24g", "amd-mi300x-192gb", "amd-radeon-rx-7900-xtx-24gb", "8xH100-80G")
+
+
+def test_catalog_plans_render_valid_charts(chart: Any, values_schema: dict[str, Any]) -> None:
+    """Plans from the planner on catalog models and targets: values, schema, chart, manifests."""
+    planner = pytest.importorskip("servefit.planner")
+    pytest.importorskip("servefit.catalog.models")
+    from servefit.errors import RenderError
+    from servefit.hardware import resolve_target
+    from servefit.resolve import resolve_model
+
+    rendered = refused = 0
+    backends: set[str] = set()
+    for model_id, quant in CATALOG_MODELS:
+        spec = resolve_model(model_id, quant)
+        for target in CATALOG_TARGETS:
+            plan = planner.make_plan(spec, resolve_target(target))
+            if not plan.fits or plan.backend == "metal":
+                with pytest.raises(RenderError):
+                    render_values(plan)
+                refused += 1
+                continue
+            values = yaml.safe_load(render_values(plan))
+            jsonschema.validate(values, values_schema)
+            objects = _render(chart, values, name=values["release"]["name"])
+            for obj in objects:
+                for version in KUBERNETES_VERSIONS:
+                    kubernetes_validate.validate(obj, version, strict=True)
+            (deployment,) = by_kind(objects, "Deployment")
+            args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            assert args[len(args) - len(values["server"]["args"]) :] == _without_owned(list(plan.llama_server_args))
+            backends.add(plan.backend)
+            rendered += 1
+    assert rendered >= 20, (rendered, refused)
+    assert {"cpu", "rocm"} <= backends and backends & {"cuda12", "cuda13"}

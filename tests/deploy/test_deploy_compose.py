@@ -8,7 +8,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from conftest import DATA
+from deploy_helpers import DATA
 from deploy_plans import all_cases
 
 from servefit.plan import Plan

@@ -18,8 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CHART, REPO
-from deploy_helpers import manifests
+from deploy_helpers import CHART, REPO, manifests
 from deploy_plans import all_cases
 
 from servefit.render.deploy import helmfile_template

@@ -23,7 +23,7 @@ import pytest
 
 from servefit.inventory import hparams_from_config, tensor_shapes
 from servefit.model import Hparams
-from servefit.quants import FILE_TYPES, converter_type, ftype_id, predict_types
+from servefit.quants import FILE_TYPES, IMATRIX_FILE_TYPES, converter_type, ftype_id, predict_types
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
@@ -88,9 +88,10 @@ SYNTHETIC_CONFIGS: dict[str, dict[str, Any]] = {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
         "hidden_size": 256,
-        "num_attention_heads": 4,
+        "num_attention_heads": 2,
+        "head_dim": 64,
         "num_key_value_heads": 1,
-        "intermediate_size": 256,
+        "intermediate_size": 64,
         "num_hidden_layers": 80,
         "vocab_size": 320,
     },
@@ -126,7 +127,7 @@ SYNTHETIC_CONFIGS: dict[str, dict[str, Any]] = {
         "head_dim": 32,
         "intermediate_size": 512,
         "moe_intermediate_size": 160,
-        "num_experts": 16,
+        "num_experts": 6,
         "num_experts_per_tok": 4,
         "num_hidden_layers": 9,
         "vocab_size": 320,
@@ -141,7 +142,7 @@ SYNTHETIC_CONFIGS: dict[str, dict[str, Any]] = {
         "intermediate_size": 512,
         "moe_intermediate_size": 96,
         "shared_expert_intermediate_size": 160,
-        "num_experts": 16,
+        "num_experts": 6,
         "num_experts_per_tok": 4,
         "num_hidden_layers": 8,
         "full_attention_interval": 4,
@@ -152,7 +153,7 @@ SYNTHETIC_CONFIGS: dict[str, dict[str, Any]] = {
         "linear_num_value_heads": 4,
         "vocab_size": 320,
     },
-    "gpt-oss": {  # rows of 288 (like gpt-oss' 2880): every K-quant falls back, output to Q8_0
+    "gpt-oss": {  # rows of 288 (like gpt-oss' 2880): every K-quant falls back, output to Q8_0; MXFP4 experts
         "architectures": ["GptOssForCausalLM"],
         "model_type": "gpt_oss",
         "hidden_size": 288,
@@ -160,7 +161,7 @@ SYNTHETIC_CONFIGS: dict[str, dict[str, Any]] = {
         "num_key_value_heads": 2,
         "head_dim": 64,
         "intermediate_size": 288,
-        "num_local_experts": 8,
+        "num_local_experts": 4,
         "num_experts_per_tok": 2,
         "num_hidden_layers": 10,
         "sliding_window": 128,
@@ -194,7 +195,7 @@ SYNTHETIC_CONFIGS: dict[str, dict[str, Any]] = {
         "v_head_dim": 64,
         "intermediate_size": 512,
         "moe_intermediate_size": 160,
-        "n_routed_experts": 16,
+        "n_routed_experts": 6,
         "n_shared_experts": 1,
         "num_experts_per_tok": 4,
         "first_k_dense_replace": 1,
@@ -212,7 +213,7 @@ SYNTHETIC_CONFIGS: dict[str, dict[str, Any]] = {
         "head_dim": 64,
         "intermediate_size": 512,
         "moe_intermediate_size": 160,
-        "n_routed_experts": 16,
+        "n_routed_experts": 6,
         "n_shared_experts": 1,
         "num_experts_per_tok": 4,
         "first_k_dense_replace": 1,
@@ -240,8 +241,8 @@ SYNTHETIC_CONFIGS: dict[str, dict[str, Any]] = {
         "num_attention_heads": 4,
         "num_key_value_heads": 1,
         "intermediate_size": 160,
-        "shared_intermediate_size": 512,
-        "num_local_experts": 16,
+        "shared_intermediate_size": 288,
+        "num_local_experts": 6,
         "num_experts_per_tok": 4,
         "num_hidden_layers": 10,
         "layer_types": ["mamba"] * 4 + ["attention"] + ["mamba"] * 4 + ["attention"],
@@ -254,6 +255,23 @@ SYNTHETIC_CONFIGS: dict[str, dict[str, Any]] = {
         "vocab_size": 320,
         "tie_word_embeddings": True,
     },
+    "nemotron_h": {  # Nemotron-H dense: Mamba-2 + attention + squared-ReLU MLP layers
+        "architectures": ["NemotronHForCausalLM"],
+        "model_type": "nemotron_h",
+        "hidden_size": 256,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 64,
+        "hybrid_override_pattern": "M-M*-M-M*-M-",
+        "num_hidden_layers": 12,
+        "intermediate_size": 288,
+        "mamba_num_heads": 8,
+        "mamba_head_dim": 32,
+        "ssm_state_size": 16,
+        "n_groups": 2,
+        "conv_kernel": 4,
+        "vocab_size": 320,
+    },
     "nemotron_h_moe": {  # Nemotron 3 Super: latent MoE (latent 128, experts 160 wide), MTP block
         "architectures": ["NemotronHForCausalLM"],
         "model_type": "nemotron_h",
@@ -263,7 +281,7 @@ SYNTHETIC_CONFIGS: dict[str, dict[str, Any]] = {
         "head_dim": 64,
         "hybrid_override_pattern": "MEM*EMEM*EMEME",
         "num_hidden_layers": 14,
-        "n_routed_experts": 16,
+        "n_routed_experts": 6,
         "num_experts_per_tok": 4,
         "moe_intermediate_size": 160,
         "n_shared_experts": 1,
@@ -434,9 +452,7 @@ def test_predicted_types_match_llama_quantize(family: str, tmp_path: Path, quiet
     llama_cpp.llama_model_free(model)
 
     ftypes = FAMILY_FILE_TYPES.get(family) or [
-        f
-        for f in FILE_TYPES
-        if (f != "MXFP4_MOE" or hp.n_expert) and (f not in IQ_FILE_TYPES or family in IQ_FAMILIES)
+        f for f in FILE_TYPES if (f != "MXFP4_MOE" or hp.n_expert) and (f not in IQ_FILE_TYPES or family in IQ_FAMILIES)
     ]
     mismatches: list[str] = []
     for ftype in ftypes:
@@ -444,6 +460,8 @@ def test_predicted_types_match_llama_quantize(family: str, tmp_path: Path, quiet
         qparams = llama_cpp.llama_model_quantize_default_params()
         qparams.ftype = ftype_id(ftype)
         qparams.nthread = 2
+        # gpt-oss experts come from the converter in MXFP4: llama-quantize needs --allow-requantize
+        qparams.allow_requantize = any(t not in ("F32", "F16", "BF16") for t in sources)
         rc = llama_cpp.llama_model_quantize(str(src).encode(), str(out).encode(), ctypes.byref(qparams))
         assert rc == 0, f"llama_model_quantize failed for {family} {ftype}"
         actual = {t.name: t.tensor_type.name for t in gguf.GGUFReader(out).tensors}
@@ -455,4 +473,70 @@ def test_predicted_types_match_llama_quantize(family: str, tmp_path: Path, quiet
             if actual[name] != p
         ]
         out.unlink()
+    assert not mismatches, f"{family}: {len(mismatches)} mismatches\n" + "\n".join(mismatches[:40])
+
+
+def _imatrix(tensors: list[tuple[str, tuple[int, ...]]]) -> tuple[Any, list[Any]]:
+    """A llama_model_imatrix_data array (ones) for every matrix, NULL-terminated, and its buffers."""
+    entries = [(n, s) for n, s in tensors if len(s) >= 2 and n.endswith(".weight")]
+    array = (llama_cpp.llama_model_imatrix_data * (len(entries) + 1))()
+    keep: list[Any] = []
+    for i, (name, shape) in enumerate(entries):
+        size = shape[0] * (shape[2] if len(shape) > 2 else 1)
+        data = (ctypes.c_float * size)(*([1.0] * size))
+        keep += [data, name.encode()]
+        array[i].name = keep[-1]
+        array[i].data = ctypes.cast(data, ctypes.POINTER(ctypes.c_float))
+        array[i].size = size
+    array[len(entries)].name = None
+    return array, keep
+
+
+# A smaller qwen3moe for the IQ1/IQ2 quantizers, the slowest of all: GQA 4 and 4 experts (the two
+# conditions of the IQ2 attn_v rule), 8 layers for the first-eighth ffn_down rules.
+IMATRIX_CONFIG: dict[str, Any] = {
+    "architectures": ["Qwen3MoeForCausalLM"],
+    "model_type": "qwen3_moe",
+    "hidden_size": 256,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 1,
+    "head_dim": 32,
+    "intermediate_size": 512,
+    "moe_intermediate_size": 64,
+    "num_experts": 4,
+    "num_experts_per_tok": 2,
+    "num_hidden_layers": 8,
+    "vocab_size": 320,
+}
+
+
+@pytest.mark.slow
+def test_predicted_types_with_imatrix(tmp_path: Path, quiet_llama: None) -> None:
+    """With an importance matrix: the IQ1/IQ2/IQ3_XXS file types and the rules that read has_imatrix."""
+    config = IMATRIX_CONFIG
+    family = "qwen3moe-imatrix"
+    arch, hp = hparams_from_config(config)
+    tensors = tensor_shapes(arch, hp, config)
+    sources = _source_types(arch, tensors)
+    src = tmp_path / f"{family}-f16.gguf"
+    write_model(src, arch, gguf_metadata(arch, hp, config), tensors, sources)
+    imatrix, keep = _imatrix(tensors)
+    mismatches: list[str] = []
+    for ftype in (*IMATRIX_FILE_TYPES, "Q4_0", "Q5_0", "IQ4_XS"):
+        out = tmp_path / f"{family}-{ftype}.gguf"
+        qparams = llama_cpp.llama_model_quantize_default_params()
+        qparams.ftype = ftype_id(ftype)
+        qparams.nthread = 2
+        qparams.imatrix = ctypes.cast(imatrix, type(qparams.imatrix))
+        rc = llama_cpp.llama_model_quantize(str(src).encode(), str(out).encode(), ctypes.byref(qparams))
+        assert rc == 0, f"llama_model_quantize failed for {family} {ftype} with an imatrix"
+        actual = {t.name: t.tensor_type.name for t in gguf.GGUFReader(out).tensors}
+        predicted = predict_types(arch, hp, tensors, ftype, imatrix=True, source_types=sources)
+        mismatches += [
+            f"{ftype} {name}: predicted {p}, llama.cpp {actual[name]}"
+            for (name, _), p in zip(tensors, predicted, strict=True)
+            if actual[name] != p
+        ]
+        out.unlink()
+    del keep
     assert not mismatches, f"{family}: {len(mismatches)} mismatches\n" + "\n".join(mismatches[:40])

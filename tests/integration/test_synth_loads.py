@@ -179,3 +179,14 @@ def test_layer_structure_matches_llama_cpp_log(arch: str, tmp_path: Path) -> Non
     kv_layers = {int(i) for i in re.findall(r"llama_kv_cache: layer\s+(\d+): dev = ", log)}
     expected = {layer.index for layer in spec.layers if layer.has_attention and not layer.is_nextn}
     assert kv_layers == expected
+
+
+@pytest.mark.parametrize("arch", synth.ARCHITECTURES)
+def test_f16_model_loads_and_runs(arch: str, tmp_path: Path) -> None:
+    path = synth.make_model(tmp_path / f"{arch}-f16.gguf", arch, dtype=synth.F16)
+    model = _load(path)
+    try:
+        _check_agrees(model, path)
+        _run_one_token(model)
+    finally:
+        llama_cpp.llama_model_free(model)

@@ -236,3 +236,26 @@ def test_gguf_error_is_one_line(tmp_path: Path) -> None:
         read_model_spec(str(bad))
     assert str(info.value) == f"{bad}: not a GGUF file (magic b'PK\\x03\\x04') at offset 0"
     assert "\n" not in str(info.value)
+
+
+def test_expert_sizes_fall_back_to_tensor_shapes(tmp_path: Path) -> None:
+    meta, tensors = synth.model_layout("qwen3moe")
+    del meta["qwen3moe.expert_feed_forward_length"]
+    spec = read_model_spec(str(synth.write_gguf(tmp_path / "m.gguf", "qwen3moe", meta, tensors)))
+    assert spec.hparams.n_ff_exp == 256  # ffn_up_exps is [n_embd, n_ff_exp, n_expert]
+
+
+def test_duplicate_tensor_across_split_parts(tmp_path: Path) -> None:
+    meta = {"llama.block_count": 1, "llama.embedding_length": 32}
+    synth.write_gguf(tmp_path / "x-00001-of-00002.gguf", "llama", meta, [("blk.0.a.weight", (32,))])
+    synth.write_gguf(tmp_path / "x-00002-of-00002.gguf", "llama", meta, [("blk.0.a.weight", (32,))])
+    with pytest.raises(GGUFError, match=r"x-00002-of-00002\.gguf: duplicate tensor name 'blk\.0\.a\.weight' \(also in"):
+        read_model_spec(str(tmp_path / "x-00001-of-00002.gguf"))
+
+
+def test_split_count_must_match_the_parts(tmp_path: Path) -> None:
+    meta = {"llama.block_count": 1, "llama.embedding_length": 32, "split.count": (3, gguf.GGUFValueType.UINT16)}
+    first = synth.write_gguf(tmp_path / "y-00001-of-00002.gguf", "llama", meta, [("blk.0.a.weight", (32,))])
+    synth.write_gguf(tmp_path / "y-00002-of-00002.gguf", "llama", {}, [("blk.0.b.weight", (32,))])
+    with pytest.raises(GGUFError, match=r"split\.count is 3 but the model has 2 part"):
+        read_model_spec(str(first))

@@ -159,3 +159,30 @@ def test_mtp_layer_is_not_loaded(nemotron_super: ModelSpec) -> None:
     assert mtp_bytes > 0
     b = memory_breakdown(nemotron_super, Context(4096), Layout(n_gpu=0))
     assert b.host_weights == nemotron_super.tensor_bytes - mtp_bytes
+
+
+def test_sliding_window_layers_with_their_own_head_size() -> None:
+    # Gemma-4-style: sliding-window layers have K/V heads of their own size (key_length_swa /
+    # value_length_swa). llama_hparams::n_embd_head_k(il) picks the SWA size on SWA layers, so a
+    # cache cell of such a layer holds n_head_kv * 128 K values, a full layer n_head_kv * 256.
+    import dataclasses
+
+    from servefit.catalog.models import model_spec
+
+    base = model_spec("gemma-3-4b-it", "Q4_K_M")
+    hp = base.hparams
+    assert hp.n_swa > 0 and any(hp.swa_layers) and not all(hp.swa_layers[: hp.n_layer])
+    wide = dataclasses.replace(hp, n_embd_head_k=256, n_embd_head_v=256, n_embd_head_k_swa=128, n_embd_head_v_swa=128)
+    spec = dataclasses.replace(base, hparams=wide)
+    layers = kv_layers(spec)
+    expected = sum(
+        wide.n_head_kv[il] * (128 if wide.swa_layers[il] else 256) * 2 * 2  # K + V, f16
+        for il in layers
+    )
+    assert kv_bytes_per_token(spec) == expected
+    full_only = sum(wide.n_head_kv[il] * 256 * 2 * 2 for il in layers if not wide.swa_layers[il])
+    assert kv_bytes_per_token(spec, swa=False) == full_only
+    # without flash attention V rows are padded to the widest layer: n_embd_v_gqa_max uses 256
+    v_max = max(wide.n_head_kv[il] * (128 if wide.swa_layers[il] else 256) for il in range(wide.n_layer))
+    k_bytes = sum(wide.n_head_kv[il] * (128 if wide.swa_layers[il] else 256) * 2 for il in layers)
+    assert kv_bytes_per_token(spec, flash_attn=False) == k_bytes + len(layers) * v_max * 2

@@ -120,8 +120,13 @@ def test_reference_case_n_cpu_moe_is_the_smallest(reference_plan: Plan, nemotron
 
 
 def test_trained_context_trap_is_warned(reference_plan: Plan) -> None:
-    assert reference_plan.trained_context >= 1 << 20
-    assert any("-c 0" in w for w in reference_plan.warnings)
+    # llama.cpp's converter writes 2**20 as Nemotron-H's context length; the plan caps at the model card's
+    # trained context and warns that -c 0 would ask for the GGUF's figure.
+    from servefit.catalog.models import get_model
+
+    assert reference_plan.trained_context == get_model("nemotron-3-super-120b-a12b").context_trained
+    assert reference_plan.context <= reference_plan.trained_context
+    assert any("-c 0" in w and "1,048,576" in w for w in reference_plan.warnings)
 
 
 def test_small_model_fits_on_one_gpu_with_full_context(llama8b: ModelSpec) -> None:
@@ -189,6 +194,10 @@ def test_options_are_validated(llama8b: ModelSpec) -> None:
         make_plan(llama8b, _machine(24), Options(parallel=0))
     with pytest.raises(OptionsError):
         make_plan(llama8b, _machine(24), Options(cache_type_k="q3"))
+    with pytest.raises(OptionsError, match="256"):
+        make_plan(llama8b, _machine(24), Options(parallel=257))  # LLAMA_MAX_SEQ
+    with pytest.raises(OptionsError, match="context"):
+        make_plan(llama8b, _machine(24), Options(context=1 << 33))  # n_ctx is a uint32_t
 
 
 def test_quantized_cache_flags(llama8b: ModelSpec) -> None:

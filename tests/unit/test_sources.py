@@ -93,6 +93,7 @@ def test_remote_split_model(server: FakeServer, tmp_path: Path) -> None:
         ("416", r"416 Range Not Satisfiable"),
         ("no-range", r"server ignores HTTP Range requests"),
         ("close-early", r"closed early|connection failed"),
+        ("no-content-range", r"partial answer without a valid Content-Range"),
     ],
 )
 def test_misbehaving_server(server: FakeServer, synth_model: Factory, mode: str, match: str) -> None:
@@ -112,6 +113,20 @@ def test_stalled_server_times_out(server: FakeServer, synth_model: Factory, monk
     server.mode = "stall"
     with pytest.raises(RemoteError, match="timed out"):
         read_model_spec(url)
+
+
+def test_remote_header_size_is_capped(
+    server: FakeServer, synth_model: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "MAX_REMOTE_HEADER_BYTES", 1000)
+    url = server.add_file("/m.gguf", synth_model("llama"))
+    src = HttpSource(url, first_chunk_bytes=256)
+    try:
+        assert src.read(0, 4) == b"GGUF"
+        with pytest.raises(RemoteError, match="header larger than 1,000 bytes"):
+            src.read(900, 200)
+    finally:
+        src.close()
 
 
 def test_small_file_sent_whole_is_accepted(server: FakeServer, tmp_path: Path) -> None:

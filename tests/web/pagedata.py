@@ -7,6 +7,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from typing import Any
 
 
 @dataclass
@@ -27,7 +28,7 @@ class DeployPage:
     values_text: str = ""
     values_href: str = ""
     faq_questions: list[str] = field(default_factory=list)
-    json_ld: list[dict[str, object]] = field(default_factory=list)
+    json_ld: list[dict[str, Any]] = field(default_factory=list)
     headings: list[tuple[int, str]] = field(default_factory=list)
 
     def cell(self, name: str, table: str | None = None) -> Cell:

@@ -7,6 +7,7 @@ and checked against the JSON within the rounding of the displayed precision.
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -98,21 +99,21 @@ def _check_prose(page: DeployPage, plan: dict[str, Any]) -> None:
         assert int(m.group(1).replace(",", "")) == plan["context"], sentence
     assert ("does not run" in sentence) == (not plan["fits"]), sentence
     assert page.fit_attrs["data-fits"] == str(plan["fits"]).lower()
-    m = re.search(r"all (\d+) layers run on", sentence)
-    if m:
+    full = re.search(r"all (\d+) layers run on", sentence)
+    if full:
         assert plan["strategy"] == "gpu"
-        assert int(m.group(1)) == plan["total_layers"] == plan["gpu_layers"]
+        assert int(full.group(1)) == plan["total_layers"] == plan["gpu_layers"]
         assert plan["experts_on_cpu_layers"] == 0
     if plan["strategy"] == "gpu":
-        assert m, sentence
-    m = re.search(r"--n-cpu-moe (\d+)", sentence)
-    assert bool(m) == (plan["fits"] and plan["strategy"] == "gpu+cpu-moe"), sentence
-    if m:
-        assert int(m.group(1)) == plan["n_cpu_moe"]
-    m = re.search(r"Only (\d+) of (\d+) layers", sentence)
-    assert bool(m) == (plan["fits"] and plan["strategy"] == "partial-offload"), sentence
-    if m:
-        assert (int(m.group(1)), int(m.group(2))) == (plan["gpu_layers"], plan["total_layers"])
+        assert full, sentence
+    moe = re.search(r"--n-cpu-moe (\d+)", sentence)
+    assert bool(moe) == (plan["fits"] and plan["strategy"] == "gpu+cpu-moe"), sentence
+    if moe:
+        assert int(moe.group(1)) == plan["n_cpu_moe"]
+    partial = re.search(r"Only (\d+) of (\d+) layers", sentence)
+    assert bool(partial) == (plan["fits"] and plan["strategy"] == "partial-offload"), sentence
+    if partial:
+        assert (int(partial.group(1)), int(partial.group(2))) == (plan["gpu_layers"], plan["total_layers"])
     if "runs on the CPU only" in sentence:
         assert plan["strategy"] == "cpu"
         assert plan["gpu_layers"] == 0
@@ -128,9 +129,9 @@ def _check_prose(page: DeployPage, plan: dict[str, Any]) -> None:
 def _check_faq(page: DeployPage, plan: dict[str, Any]) -> None:
     ld = [d for d in page.json_ld if d.get("@type") == "FAQPage"]
     assert len(ld) == 1
-    questions = [q["name"] for q in ld[0]["mainEntity"]]  # type: ignore[index]
+    questions = [q["name"] for q in ld[0]["mainEntity"]]
     assert questions == page.faq_questions
-    answers = " ".join(q["acceptedAnswer"]["text"] for q in ld[0]["mainEntity"])  # type: ignore[index]
+    answers = " ".join(q["acceptedAnswer"]["text"] for q in ld[0]["mainEntity"])
     allowed = [plan[f] for f in BYTES_FIELDS]
     for m in GB_RE.finditer(answers):
         shown = float(m.group(1).replace(",", "")) * 1e9
@@ -140,7 +141,7 @@ def _check_faq(page: DeployPage, plan: dict[str, Any]) -> None:
 def _check_headings(page: DeployPage) -> None:
     levels = [level for level, _ in page.headings]
     assert levels[0] == 1 and levels.count(1) == 1
-    for a, b in zip(levels, levels[1:], strict=False):
+    for a, b in itertools.pairwise(levels):
         assert b <= a + 1, page.headings
 
 

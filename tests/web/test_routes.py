@@ -45,8 +45,8 @@ def test_models_index_and_model_page(client: Client, site: SiteData) -> None:
         page = client.get(urls.model_url(m.id))
         assert page.status_code == 200, m.id
         assert m.name in page.text
-        for q in site.ladder(m):  # the whole ladder with sizes
-            assert f">{q.name}<" in page.text
+        for row in site.ladder(m):  # the whole ladder with sizes
+            assert f">{row.name}<" in page.text
         for q in m.published_quants:
             assert f"{urls.model_url(m.id)}/{urls.quant_slug(q)}" in page.text
 
@@ -177,3 +177,11 @@ def test_canonical_redirects(client: Client, site: SiteData) -> None:
     r = client.get(f"/deploy/{model.id.upper()}/{quant.upper()}/{target.id.upper()}")
     assert r.status_code == 301
     assert r.headers["location"] == urls.deploy_url(model.id, quant, target.id)
+
+
+def test_search_naming_a_model_and_a_target_links_deploy_pages(client: Client, site: SiteData) -> None:
+    r = client.get("/search", params={"q": "qwen3-8b scaleway l4-2-24g"})
+    assert r.status_code == 200
+    quant = site.default_quant(site.model("qwen3-8b"))
+    assert quant is not None
+    assert f'href="{urls.deploy_url("qwen3-8b", quant, "scaleway/l4-2-24g")}"' in r.text

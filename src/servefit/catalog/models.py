@@ -21,7 +21,7 @@ import functools
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -444,7 +444,7 @@ def model_spec(model_id: str, quant: str) -> ModelSpec:
     if wanted is None:
         close = difflib.get_close_matches(quant.upper(), list(by_upper), n=3, cutoff=0.6)
         raise UnknownQuantError(quant, [by_upper[c] for c in close] or list(available))
-    return spec_from_config(
+    spec = spec_from_config(
         entry.config_dict(),
         wanted,
         name=entry.name,
@@ -452,6 +452,9 @@ def model_spec(model_id: str, quant: str) -> ModelSpec:
         gguf_repo=best_gguf_repo(entry, wanted),
         source=entry.id,
     )
+    if entry.context_trained and entry.context_trained < spec.hparams.n_ctx_train:
+        spec = replace(spec, context_limit=entry.context_trained)
+    return spec
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -31,15 +32,26 @@ def web(
 @site_app.command("build")
 def build(
     out: Annotated[Path, typer.Argument(help="Folder to write the site to (new, empty, or an earlier site).")],
-    limit: Annotated[int | None, typer.Option(min=0, help="Write at most N deploy pages (a quick preview).")] = None,
-    jobs: Annotated[int, typer.Option(min=1, max=64, help="Worker processes for the deploy pages.")] = 1,
+    limit: Annotated[
+        int | None, typer.Option(min=0, help="Build a smaller, complete site of about N deploy pages (a preview).")
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Worker processes for the deploy pages (default: CPU count).")
+    ] = None,
     base_url: Annotated[
         str, typer.Option(help="Public address the site will be served at, used in commands and the site map.")
     ] = "http://127.0.0.1:8000",
 ) -> None:
     """Write the whole website (pages, values files, plan JSON) to OUT for any static host."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from servefit.web.export import build_site
 
@@ -59,7 +71,7 @@ def build(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        report = build_site(out, base_url=base_url, limit=limit, jobs=jobs, progress=progress)
+        report = build_site(out, base_url=base_url, limit=limit, jobs=jobs or os.cpu_count() or 1, progress=progress)
     console.print(
         f"Wrote {report.pages:,} pages ({report.deploy_pages:,} deploy pages), {report.values_files:,} values files "
         f"and {report.json_files:,} plan JSON files to {out} — {report.bytes_written / 1e6:,.1f} MB "

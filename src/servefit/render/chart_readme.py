@@ -17,7 +17,7 @@ import yaml
 
 from servefit.errors import RenderError
 
-__all__ = ["ValueDoc", "document_values", "render_chart_readme", "main"]
+__all__ = ["ValueDoc", "document_values", "main", "render_chart_readme"]
 
 _KEY_RE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.-]+):")
 

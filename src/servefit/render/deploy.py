@@ -133,4 +133,3 @@ def write_deploy(plan: Plan, out_dir: Path) -> list[Path]:
     except OSError as exc:
         raise RenderError(f"{out_dir}: cannot write deployment files: {exc.strerror or exc}") from exc
     return written
-

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servefit.errors import (
     NotFoundError,
@@ -126,6 +126,58 @@ class PathGuard:
         await self.app(scope, receive, send)
 
 
+class ResponseCache:
+    """ASGI middleware: remember the bytes of successful GET responses marked ``public`` and answer
+    repeats without routing or rendering. Every page is a pure function of its address and the
+    embedded catalog, so a cached answer is the answer. Bounded by entry count and total bytes."""
+
+    def __init__(self, app: ASGIApp, max_entries: int = 4096, max_bytes: int = 256 * 1024 * 1024) -> None:
+        self.app = app
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.entries: dict[tuple[str, bytes], tuple[int, list[tuple[bytes, bytes]], bytes]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        key = (scope["path"], scope.get("query_string", b""))
+        hit = self.entries.get(key)
+        if hit is not None:
+            status, headers, body = hit
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+            return
+        if scope["method"] == "HEAD":
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    self._store(key, start, b"".join(chunks))
+            await send(message)
+
+        await self.app(scope, receive, capture)
+
+    def _store(self, key: tuple[str, bytes], start: dict[str, Any], body: bytes) -> None:
+        headers = list(start.get("headers", []))
+        public = any(k.lower() == b"cache-control" and b"public" in v for k, v in headers)
+        if start.get("status") != 200 or not public or len(body) > self.max_bytes // 16:
+            return
+        if len(self.entries) >= self.max_entries or self.size + len(body) > self.max_bytes:
+            self.entries.clear()
+            self.size = 0
+        self.entries[key] = (200, headers, body)
+        self.size += len(body)
+
+
 def create_app(data: SiteData | None = None, *, base_url: str = "http://127.0.0.1:8000") -> Starlette:
     """The website over ``data`` (the embedded catalog when None); ``base_url`` prefixes absolute links."""
     if data is None:
@@ -135,7 +187,7 @@ def create_app(data: SiteData | None = None, *, base_url: str = "http://127.0.0.
     pages = Pages(data, base_url=base_url)
 
     def suggestions_for(exc: NotFoundError, make: Callable[[str], str]) -> list[Suggestion]:
-        return [Suggestion(s, make(s)) for s in exc.suggestions]
+        return [Suggestion(make(s), make(s)) for s in exc.suggestions]
 
     def not_found(exc: NotFoundError, links: Sequence[Suggestion]) -> HTMLResponse:
         return HTMLResponse(pages.not_found(str(exc), links), status_code=404)
@@ -151,9 +203,7 @@ def create_app(data: SiteData | None = None, *, base_url: str = "http://127.0.0.
                 return HTMLResponse(pages.bad_request(exc.message), status_code=400)
             except NotFoundError as exc:
                 if _is_raw(request):
-                    return JSONResponse(
-                        {"error": str(exc), "suggestions": list(exc.suggestions)}, status_code=404
-                    )
+                    return JSONResponse({"error": str(exc), "suggestions": list(exc.suggestions)}, status_code=404)
                 return not_found(exc, [])
             except ServefitError as exc:
                 if _is_raw(request):
@@ -355,9 +405,8 @@ def create_app(data: SiteData | None = None, *, base_url: str = "http://127.0.0.
     app = Starlette(
         routes=routes,
         exception_handlers=exception_handlers,
-        middleware=[Middleware(PathGuard, render=pages.bad_request)],
+        middleware=[Middleware(ResponseCache), Middleware(PathGuard, render=pages.bad_request)],
     )
     app.state.pages = pages
     app.state.data = data
     return app
-

@@ -62,8 +62,7 @@ def site_data_from_catalog() -> SiteData:
     def ladder(model_id: str) -> list[QuantRow]:
         rows = inventory.quant_ladder(entries[model_id].config_dict())
         return [
-            QuantRow(q.name, int(q.file_bytes), float(q.bits_per_weight), q.name in published[model_id])
-            for q in rows
+            QuantRow(q.name, int(q.file_bytes), float(q.bits_per_weight), q.name in published[model_id]) for q in rows
         ]
 
     @functools.lru_cache(maxsize=256)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import functools
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from servefit.errors import UnknownHardwareError, UnknownModelError, UnknownQuantError
 from servefit.machine import Machine
@@ -97,6 +97,15 @@ class SiteData:
     ) -> None:
         self.models = tuple(models)
         self.targets = tuple(targets)
+        self._init_args = {
+            "plan_fn": plan_fn,
+            "values_fn": values_fn,
+            "deploy_commands_fn": deploy_commands_fn,
+            "ladder_fn": ladder_fn,
+            "resolve_machine_fn": resolve_machine_fn,
+            "search_fn": search_fn,
+            "cache_size": cache_size,
+        }
         self._models_by_id = {m.id.lower(): m for m in self.models}
         self._targets_by_id = {t.id.lower(): t for t in self.targets}
         self._plan_fn = plan_fn
@@ -109,6 +118,10 @@ class SiteData:
         self._cache_size = cache_size
         self._machine_cached = functools.lru_cache(maxsize=1024)(self._machine_uncached)
         self._values_cached = functools.lru_cache(maxsize=cache_size)(self._values_uncached)
+
+    def subset(self, models: Sequence[ModelInfo], targets: Sequence[Machine]) -> SiteData:
+        """The same data restricted to some models and targets (a smaller, still complete site)."""
+        return SiteData(models=models, targets=targets, **self._init_args)  # type: ignore[arg-type]
 
     # -- lookups ---------------------------------------------------------------------------------
 
@@ -146,7 +159,8 @@ class SiteData:
 
     def ladder(self, model: ModelInfo) -> tuple[QuantRow, ...]:
         """Every quantization llama.cpp can make of ``model``, with its exact size (cached)."""
-        return self._ladder_cached(model.id)
+        published = set(model.published_quants)
+        return tuple(replace(row, published=row.name in published) for row in self._ladder_cached(model.id))
 
     def ladder_quant(self, model: ModelInfo, quant: str) -> str:
         """The canonical spelling of a quantization of ``model``: published, or anywhere on its ladder."""
@@ -180,6 +194,34 @@ class SiteData:
             if all(w in hay for w in words):
                 targets.append(t)
         return models, targets
+
+    def search_pairs(self, query: str, limit: int = 12) -> list[Combination]:
+        """Deploy pages for a query that names a model and a target ("qwen3 8b l4"): every word
+        matches the model or the target, and each matches at least one word. Default quantization."""
+        words = query.lower().split()
+        if len(words) < 2:
+            return []
+        model_hay = {m.id: " ".join([m.id, m.name, m.vendor]).lower() for m in self.models}
+        target_hay = {
+            t.id: " ".join([t.id, t.name, t.provider, t.gpu_class, *(d.name for d in t.devices)]).lower()
+            for t in self.targets
+        }
+        models = [m for m in self.models if any(w in model_hay[m.id] for w in words) and m.published_quants]
+        targets = [t for t in self.targets if any(w in target_hay[t.id] for w in words)]
+        found: list[Combination] = []
+        for m in models:
+            rest = [w for w in words if w not in model_hay[m.id]]
+            if not rest or len(rest) == len(words):
+                continue
+            quant = self.default_quant(m)
+            if quant is None:
+                continue
+            for t in targets:
+                if all(w in target_hay[t.id] for w in rest):
+                    found.append(Combination(m, quant, t))
+                    if len(found) >= limit:
+                        return found
+        return found
 
     # -- plans -----------------------------------------------------------------------------------
 

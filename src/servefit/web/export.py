@@ -13,18 +13,18 @@ import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 from servefit.errors import OptionsError, RenderError
 from servefit.plan import Plan
 from servefit.web import urls
-from servefit.web.data import SiteData
+from servefit.web.data import ModelInfo, SiteData
 from servefit.web.pages import Pages
 
-__all__ = ["MARKER", "BuildReport", "build_site"]
+__all__ = ["MARKER", "BuildReport", "build_site", "limit_site", "remove_site"]
 
 MARKER = ".servefit-site"
 
@@ -95,12 +95,11 @@ def _groups(data: SiteData) -> list[tuple[str, str]]:
     return [(m.id, q) for m in data.models for q in m.published_quants]
 
 
-def _write_group(pages: Pages, writer: _Writer, model_id: str, quant: str, limit: int | None) -> int:
-    """Deploy pages, plan JSON and values files of one (model, quantization) on every target."""
+def _write_group(pages: Pages, writer: _Writer, model_id: str, quant: str) -> int:
+    """Deploy pages, plan JSON and values files of one (model, quantization) on every target, and
+    the quantization's page (which lists those plans)."""
     n = 0
     for target in pages.data.targets:
-        if limit is not None and n >= limit:
-            break
         writer.page(urls.deploy_url(model_id, quant, target.id), pages.deploy(model_id, quant, target.id))
         writer.counts.deploy_pages += 1
         writer.file(urls.api_plan_url(model_id, quant, target.id), pages.api_plan(model_id, quant, target.id, None))
@@ -115,21 +114,31 @@ def _write_group(pages: Pages, writer: _Writer, model_id: str, quant: str, limit
                 writer.file(urls.values_url(model_id, quant, target.id), body)
                 writer.counts.values_files += 1
         n += 1
-    return n
+    writer.page(f"{urls.model_url(model_id)}/{urls.quant_slug(quant)}", pages.quant(model_id, quant))
+    return n + 1
+
+
+def _summary_plans(pages: Pages, model_id: str, quant: str) -> list[Plan]:
+    """The plans of a group that the pages written by the parent process read: every target at the
+    model's default quantization (hardware pages), the reference targets otherwise (model pages)."""
+    data = pages.data
+    model = data.model(model_id)
+    if data.default_quant(model) == quant:
+        return [data.plan(model_id, quant, t.id) for t in data.targets]
+    return [data.plan(model_id, quant, t.id) for t in pages.reference_targets()]
 
 
 # Worker state of forked processes (set before the pool forks; never pickled).
 _WORKER: tuple[Pages, Path] | None = None
 
 
-def _work(job: tuple[str, str, int | None]) -> tuple[int, _Counts, list[Plan]]:
+def _work(job: tuple[str, str]) -> tuple[int, _Counts, list[Plan]]:
     assert _WORKER is not None
     pages, out = _WORKER
     writer = _Writer(out)
-    model_id, quant, limit = job
-    n = _write_group(pages, writer, model_id, quant, limit)
-    plans = [pages.data.plan(model_id, quant, t.id) for t in pages.data.targets[:n]]
-    return n, writer.counts, plans
+    model_id, quant = job
+    n = _write_group(pages, writer, model_id, quant)
+    return n, writer.counts, _summary_plans(pages, model_id, quant)
 
 
 def _prepare(out: Path) -> None:
@@ -151,17 +160,26 @@ def _static_assets(writer: _Writer) -> None:
             writer.file(f"/static/{entry.name}", entry.read_text(encoding="utf-8"))
 
 
-def _plan_jobs(data: SiteData, limit: int | None) -> Iterator[tuple[str, str, int | None]]:
-    """(model, quant, per-group limit) jobs whose deploy pages add up to at most ``limit``."""
-    left = limit
-    per_group = len(data.targets)
-    for model_id, quant in _groups(data):
-        if left is not None and left <= 0:
-            return
-        n = per_group if left is None else min(per_group, left)
-        yield model_id, quant, n
-        if left is not None:
-            left -= n
+def limit_site(data: SiteData, limit: int) -> SiteData:
+    """A smaller but complete site of about ``limit`` deploy pages (at least one): the first
+    (model, quantization) pairs of the catalog, each on as many targets (in catalog order) as fit.
+    Few pairs on many targets keeps the build representative: each model is read once and planned
+    on many machines, as in a full build."""
+    n_targets = len(data.targets)
+    if limit >= data.count_combinations():
+        return data
+    wanted_pairs = max(1, -(-limit // n_targets))
+    models: list[ModelInfo] = []
+    pairs = 0
+    for m in data.models:
+        if pairs >= wanted_pairs:
+            break
+        if not m.published_quants:
+            continue
+        take = m.published_quants[: wanted_pairs - pairs]
+        models.append(m if len(take) == len(m.published_quants) else replace(m, published_quants=take))
+        pairs += len(take)
+    return data.subset(models, data.targets[: max(1, limit // max(pairs, 1))])
 
 
 def build_site(
@@ -173,7 +191,8 @@ def build_site(
     jobs: int = 1,
     progress: ProgressFn | None = None,
 ) -> BuildReport:
-    """Write the static site to ``out``; ``limit`` caps the number of deploy pages (None: all)."""
+    """Write the static site to ``out``; ``limit`` builds a smaller complete site of at most that
+    many deploy pages (:func:`limit_site`), None the whole catalog."""
     global _WORKER
     if limit is not None and limit < 0:
         raise OptionsError(f"--limit must be 0 or more, not {limit}", option="limit")
@@ -184,11 +203,13 @@ def build_site(
         from servefit.web.catalog import site_data_from_catalog
 
         data = site_data_from_catalog()
+    if limit is not None:
+        data = limit_site(data, limit)
     pages = Pages(data, base_url=base_url)
     _prepare(out)
     writer = _Writer(out)
-    jobs_list = list(_plan_jobs(data, limit))
-    total_deploy = sum(j[2] or 0 for j in jobs_list)
+    jobs_list = _groups(data)
+    total_deploy = data.count_combinations()
     fixed = ["/", "/search", "/models", "/hardware"]
     fixed += [urls.model_url(m.id) for m in data.models]
     fixed += [f"{urls.model_url(m)}/{urls.quant_slug(q)}" for m, q in _groups(data)]
@@ -225,9 +246,6 @@ def build_site(
     tick(4)
     for m in data.models:
         writer.page(urls.model_url(m.id), pages.model(m.id))
-        tick(1)
-    for model_id, quant in _groups(data):
-        writer.page(f"{urls.model_url(model_id)}/{urls.quant_slug(quant)}", pages.quant(model_id, quant))
         tick(1)
     for t in data.targets:
         writer.page(urls.hardware_url(t.id), pages.hardware(t.id))

@@ -170,7 +170,8 @@ class Pages:
 
     def search(self, query: str) -> str:
         models, targets = self.data.search(query)
-        return self.render("search.html", query=query, models=models, targets=targets)
+        pairs = self.data.search_pairs(query)
+        return self.render("search.html", query=query, models=models, targets=targets, pairs=pairs)
 
     def _models_index(self) -> str:
         return self.render("models.html", models=self.data.models)
@@ -278,9 +279,7 @@ class Pages:
         """Every page address except the deploy pages."""
         paths = ["/", "/search", "/models", "/hardware"]
         paths += [urls.model_url(m.id) for m in self.data.models]
-        paths += [
-            f"{urls.model_url(m.id)}/{urls.quant_slug(q)}" for m in self.data.models for q in m.published_quants
-        ]
+        paths += [f"{urls.model_url(m.id)}/{urls.quant_slug(q)}" for m in self.data.models for q in m.published_quants]
         paths += [urls.hardware_url(t.id) for t in self.data.targets]
         return paths
 
@@ -288,7 +287,10 @@ class Pages:
         return [urls.deploy_url(model.id, q, t.id) for q in model.published_quants for t in self.data.targets]
 
     def _urlset(self, paths: Sequence[str]) -> str:
-        body = ['<?xml version="1.0" encoding="UTF-8"?>', '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">']
+        body = [
+            '<?xml version="1.0" encoding="UTF-8"?>',
+            '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">',
+        ]
         body += [f"<url><loc>{self.base_url}{p}</loc><lastmod>{self.updated}</lastmod></url>" for p in paths]
         body.append("</urlset>")
         return "\n".join(body) + "\n"

@@ -41,9 +41,7 @@ def _row(device: DeviceUsage, y: int, scale: float) -> list[str]:
     parts.append(f'<text class="svg-label" x="0" y="{y + 13}">{escape(label)}</text>')
     bar_y = y + _LABEL_H
     cap_w = max(device.capacity_bytes * scale, 1.0)
-    parts.append(
-        f'<rect class="svg-track" x="0" y="{bar_y}" width="{cap_w:.1f}" height="{_BAR_H}" rx="3"/>'
-    )
+    parts.append(f'<rect class="svg-track" x="0" y="{bar_y}" width="{cap_w:.1f}" height="{_BAR_H}" rx="3"/>')
     x = 0.0
     for field, name, css in SEGMENTS:
         nbytes = int(getattr(device, field))

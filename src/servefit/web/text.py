@@ -87,9 +87,10 @@ def fit_sentence(plan: Plan) -> str:
     if plan.strategy is Strategy.GPU:
         text = f"{size}; all {plan.total_layers} layers run on {_gpus(plan)}, using {vram}, with {ctx}."
     elif plan.strategy is Strategy.GPU_CPU_MOE:
+        rest = "everything else is" if plan.gpu_layers == plan.total_layers else f"{layers} are otherwise"
         text = (
             f"{size}. The routed experts of {plan.experts_on_cpu_layers} of its {plan.moe_layers} MoE layers stay in "
-            f"system RAM (--n-cpu-moe {plan.n_cpu_moe}) and run on the CPU; {layers} are otherwise on {_gpus(plan)}, "
+            f"system RAM (--n-cpu-moe {plan.n_cpu_moe}) and run on the CPU; {rest} on {_gpus(plan)}, "
             f"using {vram}, with {ctx}."
         )
     elif plan.strategy is Strategy.PARTIAL_OFFLOAD:
@@ -122,7 +123,8 @@ def _speed_answer(plan: Plan) -> str | None:
     if plan.prefill_tok_s is not None:
         text += f" It reads prompts at about {fmt_tok_s(plan.prefill_tok_s)}"
         if plan.ttft_s is not None and plan.prompt_tokens:
-            text += f", so the first token of a {fmt_count(plan.prompt_tokens)}-token prompt comes after {fmt_seconds(plan.ttft_s)}"
+            prompt = f"{fmt_count(plan.prompt_tokens)}-token prompt"
+            text += f", so the first token of a {prompt} comes after {fmt_seconds(plan.ttft_s)}"
         text += "."
     if plan.bottleneck:
         text += f" Its speed is limited by {plan.bottleneck}."
@@ -157,7 +159,9 @@ def faq(plan: Plan, prerequisites: Sequence[str], command: str) -> list[Faq]:
             f"{fmt_money(plan.price_per_hour, plan.currency)} per hour"
         )
         if plan.cost_per_mtok_parallel is not None and plan.parallel > 1:
-            cost += f", or {fmt_money(plan.cost_per_mtok_parallel, plan.currency)} with {plan.parallel} parallel streams"
+            cost += (
+                f", or {fmt_money(plan.cost_per_mtok_parallel, plan.currency)} with {plan.parallel} parallel streams"
+            )
         items.append(Faq("What does it cost per million tokens?", cost + "."))
     if plan.experts_on_cpu_layers > 0:
         items.append(
