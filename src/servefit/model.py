@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 __all__ = [
     "Hparams",
@@ -196,11 +197,13 @@ class ModelSpec:
             return self.context_limit
         return self.hparams.n_ctx_train
 
-    @property
+    # Derived totals are cached on the instance (cached_property writes to __dict__, which a frozen,
+    # non-slotted dataclass allows); fields never change, so the cache cannot go stale.
+    @cached_property
     def tensor_bytes(self) -> int:
         return sum(t.nbytes for t in self.tensors)
 
-    @property
+    @cached_property
     def parameters(self) -> int:
         return sum(t.n_elements for t in self.tensors)
 
@@ -208,7 +211,7 @@ class ModelSpec:
     def n_layers(self) -> int:
         return self.hparams.n_layer
 
-    @property
+    @cached_property
     def is_moe(self) -> bool:
         return any(t.role is TensorRole.ROUTED_EXPERTS for t in self.tensors)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from servefit import memory
 from servefit.errors import OptionsError
@@ -595,7 +596,7 @@ def _server_args(setup: _Setup, choice: _Choice | None, n_ctx: int) -> tuple[str
     if o.ubatch != 512:
         args += ["-ub", str(o.ubatch)]
     if not layout.mmap:
-        args.append("--no-mmap")
+        args += ["--load-mode", "none"]  # this build's spelling of the older --no-mmap
     if not layout.cpu_repack and setup.n_gpu == 0:
         args.append("--no-repack")
     args += ["--fit", "off"]
@@ -690,7 +691,7 @@ def make_plan(spec: ModelSpec, machine: Machine, options: Options | None = None)
         cut = max(min(prof.n_layer, max(host_layers, layout.n_cpu_moe if layout.gpu_layers else 0)), 0)
         experts_on_host = _moe_layers_below(prof, cut)
     ram_required = _host_need(setup, b, disk=choice is not None and choice.strategy is Strategy.DISK)
-    plan = Plan(
+    plan = _new_plan(
         model_id=spec.model_id,
         model_name=spec.name,
         quant=spec.ftype,
@@ -734,6 +735,39 @@ def make_plan(spec: ModelSpec, machine: Machine, options: Options | None = None)
         },
     )
     return _with_speed(plan, spec, machine)
+
+
+def _plan_defaults() -> tuple[dict[str, object], dict[str, Callable[[], object]]]:
+    defaults: dict[str, object] = {}
+    factories: dict[str, Callable[[], object]] = {}
+    for f in dataclasses.fields(Plan):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            factories[f.name] = f.default_factory
+    return defaults, factories
+
+
+_PLAN_DEFAULTS, _PLAN_FACTORIES = _plan_defaults()
+_PLAN_FIELDS = frozenset(f.name for f in dataclasses.fields(Plan))
+
+
+def _new_plan(**values: Any) -> Plan:
+    """``Plan(**values)`` without the frozen dataclass's per-field ``object.__setattr__`` calls (Plan has
+    no ``__post_init__`` and no slots; with either, the regular constructor runs)."""
+    if hasattr(Plan, "__post_init__") or not hasattr(Plan, "__dict__") or set(values) - _PLAN_FIELDS:
+        return Plan(**values)  # pragma: no cover - a changed Plan
+    missing = _PLAN_FIELDS.difference(values).difference(_PLAN_DEFAULTS).difference(_PLAN_FACTORIES)
+    if missing:  # pragma: no cover - a required field forgotten: let the constructor say which
+        return Plan(**values)
+    plan = object.__new__(Plan)
+    state = plan.__dict__
+    state.update(_PLAN_DEFAULTS)
+    for name, factory in _PLAN_FACTORIES.items():
+        if name not in values:
+            state[name] = factory()
+    state.update(values)
+    return plan
 
 
 _MOE_COUNTS: dict[int, tuple[Profile, tuple[int, ...]]] = {}

@@ -243,7 +243,22 @@ def layer_locations(plan: Plan, spec: ModelSpec, machine: Machine) -> tuple[list
             return HOST
         return min(bisect.bisect_right(splits, (il - start) / active), n_dev - 1)
 
-    return [where(il) for il in range(n_layer)], where(n_layer)
+    # the device index only grows with the layer: find where each GPU's run ends by bisection
+    # (layer il is past GPU d when (il - start) / active >= splits[d], the test bisect_right makes)
+    out = [HOST] * min(start, n_layer)
+    lo = min(start, n_layer)
+    for d in range(n_dev - 1):
+        a, b = lo, n_layer
+        while a < b:
+            mid = (a + b) // 2
+            if (mid - start) / active >= splits[d]:
+                b = mid
+            else:
+                a = mid + 1
+        out += [d] * (a - lo)
+        lo = a
+    out += [n_dev - 1] * (n_layer - lo)
+    return out, where(n_layer)
 
 
 def _tensor_location(t: _Group, layers: Sequence[int], output: int, n_cpu_moe: int) -> int:
@@ -362,6 +377,7 @@ class _Placement:
     start: int  # first layer on a GPU (len(layers) when none)
     ranges: tuple[tuple[int, int, int], ...]  # (device, first layer, end layer) per GPU that holds layers
     used_devs: tuple[int, ...]  # GPUs holding any layer or the output layer, in order
+    shape: tuple[object, ...]  # (start, ranges, output): what the per-spec sums depend on
 
 
 _PLACEMENTS: dict[tuple[object, ...], _Placement] = {}
@@ -390,7 +406,7 @@ def _placement(plan: Plan, spec: ModelSpec, machine: Machine) -> _Placement:
         else:
             ranges.append((layers[il], il, il + 1))
     used = tuple(sorted({loc for loc in [*layers, output] if loc != HOST}))
-    hit = _Placement(tuple(layers), output, start, tuple(ranges), used)
+    hit = _Placement(tuple(layers), output, start, tuple(ranges), used, (start, tuple(ranges), output))
     if len(_PLACEMENTS) > 4096:
         _PLACEMENTS.clear()
     _PLACEMENTS[key] = hit
@@ -411,7 +427,7 @@ class _Fast:
     arrays: dict[tuple[object, ...], tuple[Any, Any, Any]] = field(default_factory=dict)  # all, non-expert, expert
     folds: dict[tuple[object, ...], float] = field(default_factory=dict)
     attention: dict[tuple[object, ...], tuple[tuple[int, ...], Any]] = field(default_factory=dict)
-    sums: dict[tuple[object, ...], tuple[_Placement, tuple[Any, ...]]] = field(default_factory=dict)  # per placement
+    sums: dict[tuple[object, ...], tuple[_Placement, tuple[Any, ...]]] = field(default_factory=dict)  # per layout
     cores: dict[tuple[object, ...], _Core] = field(default_factory=dict)  # per placement and machine
 
 
@@ -462,9 +478,14 @@ def _fast(spec: ModelSpec) -> _Fast | None:
             bytes_all=(0, *itertools.accumulate(g.nbytes for g in groups)),
             bytes_ex=(0, *itertools.accumulate(ex)),
         )
-    if len(_FASTS) > 256:
+    if len(_FASTS) > 32:
         _FASTS.clear()
-    _FASTS[id(spec)] = (weakref.ref(spec), fast)
+    key = id(spec)
+
+    def _forget(_ref: weakref.ref[ModelSpec], k: int = key) -> None:
+        _FASTS.pop(k, None)
+
+    _FASTS[key] = (weakref.ref(spec, _forget), fast)
     return fast
 
 
@@ -502,7 +523,7 @@ def _terms(fast: _Fast, key: tuple[object, ...], term: Callable[[_Group], float]
             np.array([0.0 if e else v for v, e in zip(values, exp, strict=True)], dtype=np.float64),
             np.array([v if e else 0.0 for v, e in zip(values, exp, strict=True)], dtype=np.float64),
         )
-        if len(fast.arrays) > 1024:
+        if len(fast.arrays) > 128:
             fast.arrays.clear()
             fast.folds.clear()
         fast.arrays[key] = hit
@@ -883,9 +904,18 @@ def decode_terms(plan: Plan, spec: ModelSpec, machine: Machine, *, depth: int, s
     peaks = _machine_info(machine).peaks
     fast = _fast(spec)
     if fast is not None:
-        key = (id(place), n_cpu_moe, peaks, depth, streams, plan.cache_type_k, plan.cache_type_v, plan.flash_attention)
+        key = (
+            place.shape,
+            n_cpu_moe,
+            peaks,
+            depth,
+            streams,
+            plan.cache_type_k,
+            plan.cache_type_v,
+            plan.flash_attention,
+        )
         hit = fast.sums.get(key)
-        if hit is None or hit[0] is not place:
+        if hit is None:
             hit = (place, _decode_sums_fast(fast, plan, spec, place, n_cpu_moe, len(devs), peaks, depth, streams))
             if len(fast.sums) > 8192:
                 fast.sums.clear()
@@ -1021,9 +1051,9 @@ def prefill_terms(plan: Plan, spec: ModelSpec, machine: Machine, *, prompt: int,
     offload = bool(devs) and ubatch >= OP_OFFLOAD_MIN_BATCH
     fast = _fast(spec)
     if fast is not None:
-        key = ("prefill", id(place), n_cpu_moe, len(devs), offload, prompt, ubatch, n_ub, depth)
+        key = ("prefill", place.shape, n_cpu_moe, len(devs), offload, prompt, ubatch, n_ub, depth)
         hit = fast.sums.get(key)
-        if hit is None or hit[0] is not place:
+        if hit is None:
             hit = (
                 place,
                 _prefill_sums_fast(fast, spec, place, n_cpu_moe, len(devs), offload, prompt, ubatch, n_ub, depth),
@@ -1268,7 +1298,7 @@ def _core(plan: Plan, spec: ModelSpec, machine: Machine, prompt: int) -> _Core:
     hit = fast.cores.get(key)
     if hit is None:
         hit = _compute_core(plan, spec, machine, prompt)
-        if len(fast.cores) > 8192:
+        if len(fast.cores) > 2048:
             fast.cores.clear()
         fast.cores[key] = hit
     return hit

@@ -57,8 +57,10 @@ def server() -> Iterator[str]:
         thread.join(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    # Module scope: Playwright's sync API runs an event loop in this thread while it is open, and the
+    # in-process web tests that run after this folder need the thread free for asyncio.run().
     if not os.path.exists(CHROMIUM):
         pytest.skip("Debian's chromium is not installed (scripts/ensure-browser.sh)")
     sync_api = pytest.importorskip("playwright.sync_api")

@@ -12,9 +12,10 @@ from deploy_helpers import CHART, REPO
 from deploy_plans import all_cases, unfit_plan
 
 from servefit.errors import RenderError, ServefitError
+from servefit.plan import Plan
 from servefit.render import deploy_commands, render_compose, render_values, values_filename, write_deploy
 from servefit.render.chart_readme import document_values, render_chart_readme
-from servefit.render.values import hf_reference, server_args
+from servefit.render.values import chart_values, hf_reference, server_args
 
 CASES = all_cases()
 
@@ -166,3 +167,58 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     )
     assert code == 1 and "--parallel" in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.iterdir()) and "wrote" not in out
+
+
+def _values_with_pure_python_yaml(plan: Plan) -> str:
+    """render_values as first written: the pure-Python dumper for every section (no cache)."""
+    import servefit.render.values as rv
+
+    class PythonDumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: object) -> bool:
+            return True
+
+    def to_yaml(value: object) -> str:
+        out: str = yaml.dump(
+            value, Dumper=PythonDumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1000
+        )
+        return out.rstrip()
+
+    env = rv.template_environment().overlay()
+    env.filters["to_yaml"] = to_yaml
+    return env.get_template("values.yaml.j2").render(
+        plan=plan,
+        values=rv.chart_values(plan),
+        image=rv.image_reference(plan.backend),
+        hf_ref=hf_reference(plan),
+        filename=values_filename(plan),
+        memory_request_bytes=rv.memory_request_bytes(plan),
+    )
+
+
+def test_values_text_is_what_the_pure_python_yaml_writes() -> None:
+    odd = dataclasses.replace(
+        CASES[2],
+        model_id="yes",
+        target_name="on: off",
+        llama_server_args=("-c", "0x10", "--alias", "null", "--x", "1e3", "--y", "ünï — code", "--z", "'q' \"d\""),
+    )
+    for plan in [*CASES, odd]:
+        try:
+            expected = _values_with_pure_python_yaml(plan)
+        except RenderError:
+            continue
+        text = render_values(plan)
+        assert text == expected
+        assert yaml.load(text, Loader=yaml.SafeLoader) == chart_values(plan)
+
+
+def test_data_injected_through_a_comment_is_refused() -> None:
+    """The self-check: a value the template writes outside a comment changes the data, and the
+    file is refused rather than written."""
+    plan = next(p for p in CASES if p.fits and p.backend != "cpu")
+    for gpu_class in ("l4\ninjected: 1", "l4\nbackend: cpu", "l4\n  extra: 1", "l4\n---"):
+        with pytest.raises(RenderError, match="does not match the plan"):
+            render_values(dataclasses.replace(plan, gpu_class=gpu_class))
+    # A multi-line string in the data is written and read back (the full parse decides).
+    text = render_values(dataclasses.replace(plan, llama_server_args=("--alias", "a\n\n# b\n")))
+    assert yaml.safe_load(text)["server"]["args"] == ["--alias", "a\n\n# b\n"]

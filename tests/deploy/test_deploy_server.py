@@ -284,10 +284,6 @@ def test_tested_source_is_the_pinned_commit() -> None:
     assert f"ggml-org/llama.cpp@{LLAMA_CPP_COMMIT[:9]}" in section
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the planner writes --no-mmap, which llama.cpp b11312 refuses (its flag is --load-mode none)",
-)
 def test_planner_plan_without_mmap_starts_a_real_server(
     chart: Any, server_bin: Path, synth_model: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -88,7 +88,7 @@ def test_reference_case_strategy_and_flags(reference_plan: Plan, nemotron_super:
     assert _arg(p, "-np") == "1"
     ts = [int(x) for x in _arg(p, "-ts").split(",")]
     assert sum(ts) == n_layer + 1 == p.total_layers == p.gpu_layers
-    assert "--no-mmap" not in p.llama_server_args
+    assert "--load-mode" not in p.llama_server_args
     assert p.context % 256 == 0 and 4096 <= p.context <= p.trained_context
 
 

@@ -317,3 +317,61 @@ def test_reading_from_disk_slows_prefill_too() -> None:
     disk = dict(reading_from_disk=True, ram_total_bytes=2 * GIB, ram_required_bytes=spec.tensor_bytes)
     from_disk = run(spec, cpu, strategy=Strategy.DISK, **disk)
     assert prefill(from_disk) < prefill(in_ram)
+
+
+# --------------------------------------------------------------------------------------------
+# the fast sums against the reference per-tensor-group loops
+
+
+def _reference_estimate(plan: Plan, spec: ModelSpec, machine: Machine, monkeypatch: pytest.MonkeyPatch) -> Plan:
+    """speed.estimate with every memo table bypassed: the per-group reference loops only."""
+    with monkeypatch.context() as mp:
+        mp.setattr(speed, "_fast", lambda _spec: None)
+        return speed.estimate(plan, spec, machine)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "quant"),
+    [("nemotron-3-super-120b-a12b", "Q4_K_S"), ("llama-3.1-8b-instruct", "Q4_K_M"), ("gemma-3-27b-it", "Q4_K_M")],
+)
+def test_fast_sums_equal_the_reference_loops(model_id: str, quant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fast path must give the very same floats (it performs the same additions in the same order):
+    # every placement strategy, several GPUs, parallel streams, partial offload and CPU-only plans.
+    from servefit.catalog.models import model_spec
+    from servefit.hardware import list_targets, resolve_target
+    from servefit.plan import Options
+    from servefit.planner import make_plan
+
+    spec = model_spec(model_id, quant)
+    targets = [*list(list_targets())[::9], resolve_target("cpu"), resolve_target("2xl4", vram_bytes=6 * GIB)]
+    strategies = set()
+    for machine in targets:
+        for options in (Options(context=8192), Options(context=None, parallel=3), Options(context=4096, ubatch=16)):
+            plan = make_plan(spec, machine, options)
+            strategies.add(plan.strategy)
+            reference = _reference_estimate(plan, spec, machine, monkeypatch)
+            assert plan.to_dict() == reference.to_dict(), (machine.id, options)
+            # and the fast tables, once filled, give the same again
+            assert speed.estimate(plan, spec, machine).to_dict() == reference.to_dict()
+    assert len(strategies) >= 2
+
+
+def test_fast_sums_fall_back_when_layers_are_interleaved(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A file whose tensors are not grouped by layer (layer 1 before layer 0) cannot be summed by runs:
+    # the reference loop is used, and the figures do not depend on the tensor order.
+    from servefit.catalog.models import model_spec
+    from servefit.hardware import resolve_target
+    from servefit.planner import make_plan
+
+    spec = model_spec("llama-3.1-8b-instruct", "Q4_K_M")
+    first = [t for t in spec.tensors if t.layer == 0]
+    second = [t for t in spec.tensors if t.layer == 1]
+    rest = [t for t in spec.tensors if t.layer not in (0, 1)]
+    shuffled = dataclasses.replace(spec, tensors=(*second, *first, *rest))
+    assert speed._fast(shuffled) is None
+    assert speed._fast(spec) is not None
+    machine = resolve_target("rtx-4090")
+    a = make_plan(spec, machine)
+    b = make_plan(shuffled, machine)
+    assert a.decode_tok_s == pytest.approx(b.decode_tok_s, rel=1e-12)
+    assert a.prefill_tok_s == pytest.approx(b.prefill_tok_s, rel=1e-12)

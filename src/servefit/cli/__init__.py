@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import sys
 
-import click
 import typer
 
 from servefit.errors import ServefitError
@@ -23,6 +22,24 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from servefit import __version__
+
+        print(f"servefit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+    ),
+) -> None:
+    """Plan, size, price and deploy llama.cpp (llama-server) for any model, quantization and hardware."""
+
 
 # Command modules, in the order their commands appear in --help.
 _COMMAND_MODULES = ("inspect", "plan", "models", "hardware", "speed", "deploy", "web")
@@ -38,14 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     except ServefitError as exc:
         print(f"servefit: {exc}", file=sys.stderr)
         return 1
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code or 0)
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("servefit: aborted", file=sys.stderr)
         return 1
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument, bad value
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"servefit: {exc}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         print("servefit: interrupted", file=sys.stderr)
         return 130

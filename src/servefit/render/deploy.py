@@ -16,6 +16,7 @@ from servefit.render.compose import render_compose, server_command
 from servefit.render.values import (
     LLAMA_CPP_BUILD,
     chart_values,
+    check_deployable,
     hf_reference,
     image_reference,
     render_values,
@@ -66,7 +67,7 @@ def needs_nvidia_runtime(plan: Plan) -> bool:
 
 def deploy_commands(plan: Plan, values_url: str) -> list[str]:
     """Shell commands that deploy the plan: the node preparation (NVIDIA), then the helmfile one-liner."""
-    chart_values(plan)  # a plan that cannot be deployed raises here
+    check_deployable(plan)  # a plan that cannot be deployed raises here
     commands: list[str] = []
     if needs_nvidia_runtime(plan):
         commands.append(f"ansible-playbook -i inventory.ini {NVIDIA_PLAYBOOK}")

@@ -36,6 +36,7 @@ __all__ = [
     "BackendImage",
     "backend_image",
     "chart_values",
+    "check_deployable",
     "hf_reference",
     "image_reference",
     "release_name",
@@ -130,7 +131,9 @@ def image_reference(backend: str, build: str = LLAMA_CPP_BUILD) -> str:
     return f"{IMAGE_REPOSITORY}:server{backend_image(backend).tag_variant}-{build}"
 
 
-def _check_deployable(plan: Plan) -> None:
+def check_deployable(plan: Plan) -> None:
+    """Raise :class:`RenderError` when the plan cannot be deployed (it does not fit, has no
+    container image, names no GGUF repository); what :func:`chart_values` checks first."""
     if not plan.fits:
         why = "; ".join(plan.reasons) if plan.reasons else "no placement fits"
         raise RenderError(f"{plan.model_id} {plan.quant} does not fit on {plan.target_id}: {why}")
@@ -248,7 +251,7 @@ def _cpu_request(plan: Plan) -> str:
 
 def chart_values(plan: Plan) -> dict[str, Any]:
     """The values mapping for the llama-server chart (what :func:`render_values` writes)."""
-    _check_deployable(plan)
+    check_deployable(plan)
     row = backend_image(plan.backend)
     gpus = _gpu_devices(plan) if row.backend != "cpu" else []
     resource = _gpu_resource(plan, row, gpus)
@@ -309,18 +312,74 @@ def _comment(text: str) -> str:
     return " ".join(str(text).split())
 
 
-class _PlainDumper(yaml.SafeDumper):
+# libyaml's emitter and parser when PyYAML was built with them: the same text as the pure-Python
+# ones for the block mappings written here (top-level scalars, which the Python emitter ends with
+# ``...``, are never dumped), at a fraction of the time.
+_BaseDumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _StrictLoader(_Loader):  # type: ignore[misc]
+    """Safe loader that refuses a mapping with a key twice (YAML lets the last one win silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [(key.tag, key.value) for key, _ in node.value if isinstance(key, yaml.ScalarNode)]
+        if len(keys) != len(set(keys)):
+            raise yaml.constructor.ConstructorError(None, None, "duplicate key", node.start_mark)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+
+class _PlainDumper(_BaseDumper):  # type: ignore[misc]
     """Safe dumper that writes shared objects out in full (no YAML anchors and aliases)."""
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
 
 
-def _to_yaml(value: Any) -> str:
+def _dump(value: Any) -> str:
     text: str = yaml.dump(
         value, Dumper=_PlainDumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=1000
     )
     return text.rstrip()
+
+
+@dataclass(frozen=True, slots=True)
+class _Section:
+    """One top-level key of the values as YAML text, checked to read back as its value."""
+
+    text: str
+    lines: tuple[str, ...]
+    plain: bool  # no blank or ``#`` line inside: comment lines around it can be told apart by sight
+
+
+_SECTION_CACHE_MAX = 4096
+_sections: dict[str, _Section] = {}
+
+
+def _section(key: str, value: Any) -> _Section:
+    """YAML text of ``{key: value}``, cached by the value's repr: most sections (image, GPUs, probes,
+    resources, model) are shared by many plans. A new text is read back once and must give the value."""
+    mapping = {key: value}
+    cache_key = repr(mapping)  # distinguishes True from 1 and "1" from 1, unlike ==
+    found = _sections.get(cache_key)
+    if found is None:
+        text = _dump(mapping)
+        if yaml.load(text, Loader=_Loader) != mapping:
+            raise RenderError(f"values key {key!r} does not read back as written")
+        lines = tuple(text.split("\n"))
+        found = _Section(text, lines, all(line and not line.startswith("#") for line in lines))
+        if len(_sections) >= _SECTION_CACHE_MAX:
+            _sections.clear()
+        _sections[cache_key] = found
+    return found
+
+
+def _to_yaml(value: Any) -> str:
+    if isinstance(value, dict) and len(value) == 1:
+        ((key, item),) = value.items()
+        return _section(str(key), item).text
+    return _dump(value)
 
 
 @functools.cache  # compiled templates are reused across renders
@@ -355,6 +414,22 @@ def render_values(plan: Plan) -> str:
             memory_request_bytes=memory_request_bytes(plan),
         )
     )
-    if yaml.safe_load(text) != values:  # the comments must never change the data
+    if not _data_agrees(text, values):  # the comments must never change the data
         raise RenderError(f"values for {plan.model_id} {plan.quant}: template output does not match the plan")
     return text
+
+
+def _data_agrees(text: str, values: dict[str, Any]) -> bool:
+    """Whether ``text`` holds exactly ``values``: every line is a ``#`` comment, blank, or the next
+    line of the sections of ``values`` in order (each section read back when first dumped). A data
+    line anywhere else, even one that a later key would override, is refused. Sections that hold a
+    blank or ``#`` line of their own (a multi-line string) cannot be told from comments by sight;
+    then the text is parsed in full."""
+    sections = [_section(str(key), item) for key, item in values.items()]
+    if all(section.plain for section in sections):
+        data = [line for line in text.split("\n") if line and not line.startswith("#")]
+        return data == [line for section in sections for line in section.lines]
+    try:
+        return bool(yaml.load(text, Loader=_StrictLoader) == values)
+    except yaml.YAMLError:
+        return False

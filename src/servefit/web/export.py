@@ -128,6 +128,18 @@ def _summary_plans(pages: Pages, model_id: str, quant: str) -> list[Plan]:
     return [data.plan(model_id, quant, t.id) for t in pages.reference_targets()]
 
 
+def _warm(pages: Pages, job: tuple[str, str]) -> None:
+    """Before forking: compile every template and render the first deploy page once, so that the
+    workers inherit compiled templates and loaded reference data (and that page) instead of each
+    loading them again."""
+    pages.precompile()
+    if pages.data.targets:
+        model_id, quant = job
+        target_id = pages.data.targets[0].id
+        pages.deploy(model_id, quant, target_id)
+        pages.api_plan(model_id, quant, target_id, None)
+
+
 # Worker state of forked processes (set before the pool forks; never pickled).
 _WORKER: tuple[Pages, Path] | None = None
 
@@ -226,6 +238,7 @@ def build_site(
     tick(0)
     # Deploy pages first: the plans they compute warm the caches the summary pages read.
     if jobs > 1 and len(jobs_list) > 1:
+        _warm(pages, jobs_list[0])
         _WORKER = (pages, out)
         try:
             ctx = multiprocessing.get_context("fork")

@@ -19,11 +19,12 @@ from typing import Any
 
 import jinja2
 
-from servefit.errors import NotFoundError, RenderError
+from servefit.errors import RenderError
 from servefit.machine import Machine
 from servefit.plan import Plan, Strategy
 from servefit.web import fmt, text, urls
 from servefit.web.data import Combination, ModelInfo, SiteData
+from servefit.web.jsonfmt import dumps_indented
 from servefit.web.svg import SEGMENTS, memory_svg
 
 __all__ = ["Pages", "Suggestion"]
@@ -132,6 +133,12 @@ class Pages:
         self.hardware_index = functools.cache(self._hardware_index)
         self.search_all = functools.cache(lambda: self.search(""))
         self.sitemap_for = functools.lru_cache(maxsize=64)(self.sitemap_model)
+        self._reference_targets: tuple[Machine, ...] | None = None
+
+    def precompile(self) -> None:
+        """Compile every page template now (forked workers then share the compiled code)."""
+        for name in self.env.list_templates(extensions=["html"]):
+            self.env.get_template(name)
 
     def render(self, template: str, **context: Any) -> str:
         return self.env.get_template(template).render(updated=self.updated, **context)
@@ -144,7 +151,7 @@ class Pages:
 
     def _api_plan(self, model_id: str, quant: str, target_id: str, context: int | None) -> str:
         plan = self.data.plan(model_id, quant, target_id, context)
-        return json.dumps(plan.to_dict(), indent=2, sort_keys=False, default=str) + "\n"
+        return dumps_indented(plan.to_dict()) + "\n"
 
     # -- pages -----------------------------------------------------------------------------------
 
@@ -178,13 +185,11 @@ class Pages:
 
     def reference_targets(self) -> list[Machine]:
         """The few targets the model pages compare every quantization on (those the catalog has)."""
-        found: list[Machine] = []
-        for target_id in REFERENCE_TARGETS:
-            try:
-                found.append(self.data.target(target_id))
-            except NotFoundError:
-                continue
-        return found
+        if self._reference_targets is None:
+            # Direct lookups: a missing id is skipped, without the suggestions an error would compute.
+            by_id = {t.id.lower(): t for t in self.data.targets}
+            self._reference_targets = tuple(by_id[t] for t in REFERENCE_TARGETS if t in by_id)
+        return list(self._reference_targets)
 
     def _model(self, model_id: str) -> str:
         model = self.data.model(model_id)
