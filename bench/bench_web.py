@@ -53,7 +53,7 @@ def bench_static(limit: int, jobs: int) -> dict[str, float]:
     cpu0 = _cpu_seconds()
     with tempfile.TemporaryDirectory() as tmp:
         report = build_site(Path(tmp) / "site", data=site, limit=limit, jobs=jobs)
-    cpu = _cpu_seconds() - cpu0
+        cpu = _cpu_seconds() - cpu0  # before the folder is deleted
     print(
         f"static build (cold, {jobs} job(s)): {report.pages:,} pages ({report.deploy_pages:,} deploy pages), "
         f"{report.values_files:,} values files, {report.json_files:,} plan JSON, "

@@ -12,12 +12,12 @@ PY="${PYTHON:-python}"
 
 if ! "$PY" -c "import llama_cpp, sys; sys.exit(0 if llama_cpp.__version__ == '$VERSION' else 1)" 2>/dev/null; then
   if ! ls "$WHEELS"/llama_cpp_python-"$VERSION"-*.whl >/dev/null 2>&1; then
-    echo "building llama-cpp-python $VERSION (llama.cpp from source, CPU; 3-6 minutes, once)" >&2
-    CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+    echo "building llama-cpp-python $VERSION (llama.cpp from source, CPU; about 10 minutes on 2 cores, once)" >&2
+    CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAVA_BUILD=OFF" \
       "$PY" -m pip wheel --no-deps "llama-cpp-python==$VERSION" -w "$WHEELS"
   fi
-  "$PY" -m pip install --no-index --find-links "$WHEELS" "llama-cpp-python==$VERSION" diskcache numpy jinja2 typing-extensions \
-    || "$PY" -m pip install --find-links "$WHEELS" "llama-cpp-python==$VERSION"
+  # the wheel in $WHEELS is preferred over the sdist of the same version; its dependencies come from the index
+  "$PY" -m pip install --find-links "$WHEELS" "llama-cpp-python==$VERSION"
 fi
 
 if [ "${1:-}" = "--server" ]; then

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["DeviceUsage", "FlashAttn", "Options", "Plan", "Strategy", "MIB", "GIB"]
+__all__ = ["GIB", "MIB", "DeviceUsage", "FlashAttn", "Options", "Plan", "Strategy"]
 
 MIB = 1024**2
 GIB = 1024**3

@@ -11,6 +11,7 @@ import dataclasses
 
 import pytest
 
+from configs import LLAMA31_8B
 from servefit.errors import OptionsError
 from servefit.hardware import resolve_target
 from servefit.inventory import spec_from_config
@@ -21,20 +22,6 @@ from servefit.plan import GIB, FlashAttn, Options, Plan, Strategy
 from servefit.planner import make_plan
 
 GB = 10**9
-LLAMA31_8B = {
-    "architectures": ["LlamaForCausalLM"],
-    "model_type": "llama",
-    "hidden_size": 4096,
-    "intermediate_size": 14336,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "num_hidden_layers": 32,
-    "vocab_size": 128256,
-    "max_position_embeddings": 131072,
-    "rope_theta": 500000.0,
-    "rms_norm_eps": 1e-5,
-    "tie_word_embeddings": False,
-}
 
 
 @pytest.fixture(scope="module")

@@ -7,29 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from configs import LLAMA31_8B
 from servefit.errors import NotFoundError, OptionsError, ServefitError, SourceError
 from servefit.gguf import read_model_spec
 from servefit.resolve import resolve_model
 
-LLAMA_CONFIG = {
-    "architectures": ["LlamaForCausalLM"],
-    "model_type": "llama",
-    "hidden_size": 4096,
-    "intermediate_size": 14336,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "num_hidden_layers": 32,
-    "vocab_size": 128256,
-    "max_position_embeddings": 131072,
-    "rope_theta": 500000.0,
-    "rms_norm_eps": 1e-5,
-    "tie_word_embeddings": False,
-}
-
 
 def test_config_json_path(tmp_path: Path) -> None:
     path = tmp_path / "config.json"
-    path.write_text(json.dumps(LLAMA_CONFIG))
+    path.write_text(json.dumps(LLAMA31_8B))
     spec = resolve_model(str(path), "Q4_K_M")
     assert spec.architecture == "llama" and spec.ftype == "Q4_K_M" and spec.hparams.n_layer == 32
     # a folder holding config.json works too
