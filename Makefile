@@ -25,8 +25,8 @@ demo: install
 	$(BIN)/servefit plan nemotron-3-super-120b-a12b --quant Q4_K_S --on scaleway/l4-2-24g
 
 lint: dev
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 typecheck: dev
 	$(BIN)/mypy
