@@ -70,6 +70,7 @@ __all__ = [
     "memory_breakdown",
     "output_buffer_bytes",
     "profile",
+    "profile_breakdown",
     "recurrent_bytes_per_sequence",
     "recurrent_layers",
     "recurrent_row_sizes",
@@ -734,7 +735,13 @@ def memory_breakdown(
 
     Cost is proportional to the number of GPUs, not to the number of layers or tensors.
     """
-    prof = profile(spec)
+    return profile_breakdown(spec, profile(spec), ctx, layout, backend, overhead_bytes)
+
+
+def profile_breakdown(
+    spec: ModelSpec, prof: Profile, ctx: Context, layout: Layout, backend: str, overhead_bytes: int | None
+) -> Breakdown:
+    """``memory_breakdown`` for a caller that already holds ``profile(spec)`` (the planner's probes)."""
     key = (ctx, layout, backend, overhead_bytes)
     hit = prof._breakdowns.get(key)
     if hit is not None:

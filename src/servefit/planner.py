@@ -22,6 +22,7 @@ exactly the layers planned.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,8 +40,8 @@ from servefit.memory import (
     context_cells,
     gpu_overhead_bytes,
     is_quantized_cache_type,
-    memory_breakdown,
     profile,
+    profile_breakdown,
 )
 from servefit.model import ModelSpec
 from servefit.plan import GIB, DeviceUsage, FlashAttn, Options, Plan, Strategy
@@ -102,9 +103,8 @@ def _context(setup: _Setup, n_ctx: int) -> Context:
 
 
 def _evaluate(setup: _Setup, n_ctx: int, layout: Layout) -> Breakdown:
-    return memory_breakdown(
-        setup.spec, _context(setup, n_ctx), layout, backend=setup.backend, overhead_bytes=setup.overhead
-    )
+    ctx = setup.contexts.get(n_ctx) or _context(setup, n_ctx)
+    return profile_breakdown(setup.spec, setup.prof, ctx, layout, setup.backend, setup.overhead)
 
 
 def _host_need(setup: _Setup, b: Breakdown, *, disk: bool = False) -> int:
@@ -262,6 +262,13 @@ def _max_context(
     slack of the tightest budget, then confirmed by bisection inside the bracket they leave.
     ``known`` is an evaluation already made (at the minimum context) to reuse.
     """
+    if setup.fixed_ctx:  # one context to check: the probe below without its bookkeeping
+        n_ctx = setup.min_ctx // 256 * 256
+        if known is not None and known[0] // 256 * 256 == n_ctx:
+            return n_ctx, known[1], known[2], _fits(setup, known[2], disk=disk)
+        layout = make(n_ctx)
+        b = _evaluate(setup, n_ctx, layout)
+        return n_ctx, layout, b, _fits(setup, b, disk=disk)
     cache: dict[int, tuple[bool, Breakdown, Layout]] = {}
     if known is not None:
         cache[known[0] // 256] = (_fits(setup, known[2], disk=disk), known[2], known[1])
@@ -378,7 +385,7 @@ def _try_cpu_moe(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _C
     # first guess: move experts off the GPUs, from layer 0 up, until the overflow is covered
     need = state.get("overflow", 0)
     e = prof.experts.cuda
-    guess = next((n for n in range(prof.first_moe_layer + 1, prof.n_layer + 1) if e[n] >= need), prof.n_layer)
+    guess = min(bisect.bisect_left(e, need, prof.first_moe_layer + 1, prof.n_layer + 1), prof.n_layer)  # e: prefix sums
     n_cpu_moe = _guided_smallest(prof.first_moe_layer + 1, prof.n_layer, guess, ok)
     if n_cpu_moe is None:
         reasons.append(_why(setup, "all layers on GPU with every expert on the host", c0, results[prof.n_layer][1]))

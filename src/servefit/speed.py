@@ -332,6 +332,7 @@ class _MachineInfo:
     family: str
     peaks: tuple[tuple[float, float], ...]  # tensor_peaks_tflops per GPU
     sig: int  # equal for machines whose every figure an estimate reads is equal (price aside)
+    memories: tuple[int, ...]  # memory_bytes per GPU
 
 
 _MACHINES: dict[int, _MachineInfo] = {}
@@ -361,6 +362,7 @@ def _machine_info(machine: Machine) -> _MachineInfo:
         family=family_of(machine),
         peaks=tuple(tensor_peaks_tflops(d, machine) for d in machine.devices),
         sig=_signature(machine),
+        memories=tuple(d.memory_bytes for d in machine.devices),
     )
     if len(_MACHINES) > 4096:
         _MACHINES.clear()
@@ -391,7 +393,7 @@ def _placement(plan: Plan, spec: ModelSpec, machine: Machine) -> _Placement:
         plan.gpu_layers,
         plan.total_layers,
         plan.tensor_split,
-        tuple(d.memory_bytes for d in devs),
+        _machine_info(machine).memories,
     )
     hit = _PLACEMENTS.get(key)
     if hit is not None:
