@@ -3,38 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bench_module import load_speed_bench
 from servefit import speed
 from servefit.errors import CatalogError, OptionsError
 from servefit.machine import Backend, Device, Machine
 from servefit.model import ModelSpec
 from servefit.plan import GIB, Plan, Strategy
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_bench() -> ModuleType:
-    name = "servefit_bench_speed_accuracy"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "speed_accuracy.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_speed_bench()
 
 # Same skeleton, same total bytes: 32 experts of width 2880 (4 used) against one dense FFN of 32 x 2880.
 MOE = bench.Arch("moe-test", "gpt-oss", 24, 2880, 64, 8, 64, 0, 201088, n_expert=32, n_expert_used=4, n_ff_exp=2880)

@@ -4,32 +4,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import importlib.util
 import statistics
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from bench_module import load_speed_bench
 from servefit import speed
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_bench() -> ModuleType:
-    name = "servefit_bench_speed_accuracy"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "speed_accuracy.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+bench = load_speed_bench()
 
 
 @pytest.fixture(scope="module")
