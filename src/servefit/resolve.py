@@ -15,13 +15,15 @@ The three back ends are imported lazily, so importing this module stays cheap.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from servefit.errors import ModelError, OptionsError, SourceError
 from servefit.model import ModelSpec
+from servefit.plan import Plan
 
-__all__ = ["resolve_model"]
+__all__ = ["resolve_model", "with_source_warnings"]
 
 _MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
@@ -83,3 +85,15 @@ def resolve_model(source: str, quant: str | None = None) -> ModelSpec:
     from servefit.catalog.models import model_spec
 
     return model_spec(text, _needs_quant(f"catalog model {text!r}", quant))
+
+
+def with_source_warnings(plan: Plan, spec: ModelSpec) -> Plan:
+    """``plan`` with the warnings its model source calls for: a catalog quantization no repository lists."""
+    if not spec.model_id or spec.source != spec.model_id or not spec.gguf_repo:
+        return plan
+    from servefit.catalog.models import get_model, publication_warning
+
+    warning = publication_warning(get_model(spec.model_id), plan.quant or spec.ftype)
+    if warning is None or warning in plan.warnings:
+        return plan
+    return replace(plan, warnings=(*plan.warnings, warning))

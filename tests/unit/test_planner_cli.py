@@ -53,3 +53,25 @@ def test_parse_size() -> None:
     assert parse_size("96", option="ram") == 96 * 2**30
     with pytest.raises(OptionsError):
         parse_size("lots", option="ram")
+
+
+def test_unlisted_quant_is_flagged(capsys: pytest.CaptureFixture[str]) -> None:
+    # gpt-oss 20B is published as MXFP4 only: a Q4_K_M plan is right for a self-made file, but its -hf tag may not exist
+    assert main(["plan", "gpt-oss-20b", "--quant", "Q4_K_M", "--on", "1xL4", "--json"]) == 0
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    flagged = [w for w in warnings if "lists Q4_K_M" in w]
+    assert len(flagged) == 1 and "MXFP4_MOE" in flagged[0] and "llama-quantize" in flagged[0]
+    assert main(["plan", "gpt-oss-20b", "--quant", "MXFP4_MOE", "--on", "1xL4", "--json"]) == 0
+    assert not [w for w in json.loads(capsys.readouterr().out)["warnings"] if "lists" in w]
+
+
+def test_unverified_repository_is_flagged(capsys: pytest.CaptureFixture[str]) -> None:
+    # no repository of Nemotron 3 Super lists its files in the catalog: the demo's -hf tag is unchecked
+    assert main(["plan", "nemotron-3-super-120b-a12b", "--quant", "Q4_K_S", "--on", "scaleway/l4-2-24g"]) == 0
+    out = capsys.readouterr().out
+    assert "check that it has Q4_K_S" in out and "-hf ggml-org/Nemotron-3-Super-120B-GGUF:Q4_K_S" in out
+
+
+def test_gguf_source_gets_no_catalog_warning(synth_model, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    assert main(["plan", str(synth_model("llama")), "--on", "cpu", "--ctx", "1024", "--json"]) == 0
+    assert not [w for w in json.loads(capsys.readouterr().out)["warnings"] if "catalog" in w]

@@ -52,6 +52,7 @@ __all__ = [
     "model_ladder",
     "model_spec",
     "parse_models",
+    "publication_warning",
     "read_config_json",
     "search_models",
 ]
@@ -431,6 +432,29 @@ def best_gguf_repo(entry: ModelEntry, quant: str) -> str:
         if repo.has_quant(quant):
             return repo.repo
     return entry.gguf_repos[0].repo
+
+
+def publication_warning(entry: ModelEntry, quant: str) -> str | None:
+    """A warning when no listed GGUF repository is known to publish ``quant`` of this model.
+
+    The plan of such a quantization is still right for a file made with ``llama-quantize``, but the
+    ``-hf REPO:QUANT`` of its command line may name a file that does not exist.
+    """
+    wanted = quant.strip().upper()
+    if entry.published_quant(wanted) is not None or any(r.has_quant(wanted) for r in entry.gguf_repos):
+        return None
+    repo = best_gguf_repo(entry, wanted)
+    listed = sorted({q.upper() for r in entry.gguf_repos for q in r.quants} | {q.name for q in entry.published_quants})
+    if not listed:
+        return (
+            f"the catalog does not know which files {repo} publishes: check that it has {wanted} "
+            f"before deploying with -hf {repo}:{wanted}"
+        )
+    return (
+        f"no GGUF repository of {entry.name} in the catalog lists {wanted} (listed: {', '.join(listed)}): "
+        f"its size is predicted, and -hf {repo}:{wanted} may not exist; make the file with llama-quantize "
+        "or pick a listed quantization"
+    )
 
 
 def model_spec(model_id: str, quant: str) -> ModelSpec:

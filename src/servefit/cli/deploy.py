@@ -42,7 +42,7 @@ def _plan(source: str, quant: str | None, on: str, ctx: int | None, parallel: in
     from servefit.hardware import resolve_target
     from servefit.plan import Options
     from servefit.planner import make_plan
-    from servefit.resolve import resolve_model
+    from servefit.resolve import resolve_model, with_source_warnings
 
     if parallel < 1:
         raise OptionsError(f"--parallel must be at least 1, not {parallel}", option="parallel")
@@ -51,7 +51,7 @@ def _plan(source: str, quant: str | None, on: str, ctx: int | None, parallel: in
     machine = resolve_target(on)
     spec = resolve_model(source, quant)
     options = Options(context=ctx, parallel=parallel, cache_type_k=ctk.lower(), cache_type_v=ctv.lower())
-    return make_plan(spec, machine, options)
+    return with_source_warnings(make_plan(spec, machine, options), spec)
 
 
 def values(

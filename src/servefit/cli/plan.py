@@ -61,7 +61,7 @@ def plan(
     from servefit.hardware import resolve_target
     from servefit.plan import FlashAttn, Options
     from servefit.planner import make_plan
-    from servefit.resolve import resolve_model
+    from servefit.resolve import resolve_model, with_source_warnings
 
     try:
         fa = FlashAttn(flash_attn.lower())
@@ -83,7 +83,7 @@ def plan(
         ram_bytes=parse_size(ram, option="ram") if ram else None,
     )
     spec = resolve_model(source, quant)
-    result = make_plan(spec, machine, options)
+    result = with_source_warnings(make_plan(spec, machine, options), spec)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
     else:
