@@ -1,8 +1,8 @@
 """The hardware catalog: GPUs, cloud instances, GPU classes, workstations, CPU-only, and this machine.
 
-Data lives in ``catalog/data/{gpus,machines,workstations}.yaml``; each file is validated through
-pydantic at load (unique ids, units in field names, positive numbers, a source on every row) and a
-load error names the file, the row and the field (:class:`~servefit.errors.CatalogError`).
+Data lives in ``catalog/data/{gpus,machines,workstations}.yaml``; its rows are checked at load by
+:mod:`servefit.catalog.hardware_rows` (a load error names the file, the row and the field). The
+``local`` target is detected by :mod:`servefit.local_machine`.
 
 Every target becomes a :class:`~servefit.machine.Machine`:
 
@@ -19,23 +19,28 @@ The llama.cpp backend of a target follows from its GPU (:func:`backend_for`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import functools
 import math
-import os
-import platform
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from servefit.catalog import load_data_file
+from servefit.catalog.hardware_rows import (
+    GpuRow,
+    MachineRow,
+    WorkstationRow,
+    parse_gpu_rows,
+    parse_machine_rows,
+    parse_workstation_rows,
+    slug,
+)
 from servefit.errors import CatalogError, OptionsError, UnknownHardwareError
 from servefit.machine import Backend, Device, Machine
 
@@ -118,193 +123,6 @@ _CLASS_CORES_PER_GPU = 8
 _CPU_TARGET_CORES = 16
 _CPU_TARGET_RAM_BYTES = 64 * GIB
 _CPU_TARGET_RAM_GB_S = 2 * 8 * 4.8  # two DDR5-4800 channels, GB/s
-
-
-# --------------------------------------------------------------------------------------------------
-# Rows of the data files (pydantic at the edge)
-
-_ID = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$"
-_DATE = r"^\d{4}-\d{2}(-\d{2})?$"
-Positive = Annotated[float, Field(gt=0)]
-PositiveInt = Annotated[int, Field(gt=0)]
-Source = Annotated[str, Field(min_length=5)]
-
-
-class _Row(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-
-class GpuRow(_Row):
-    id: Annotated[str, Field(pattern=_ID)]
-    name: Annotated[str, Field(min_length=2)]
-    vendor: Literal["NVIDIA", "AMD", "Apple", "Intel"]
-    architecture: Annotated[str, Field(min_length=2)]
-    memory_gib: Positive
-    memory_reported_mib: PositiveInt | None = None
-    memory_type: str = ""
-    bandwidth_gb_s: Positive
-    fp16_tflops: Positive
-    int8_tops: Positive | None = None
-    compute_capability: Annotated[str, Field(pattern=r"^(\d+\.\d+)?$")] = ""
-    gfx_target: Annotated[str, Field(pattern=r"^(gfx[0-9a-f]+)?$")] = ""
-    interconnect: str = ""
-    pcie_gen: Literal[3, 4, 5, 6] | None = None
-    pcie_lanes: Literal[1, 4, 8, 16] | None = None
-    host_link_gb_s: Positive | None = None
-    unified_memory: bool = False
-    tdp_w: Positive | None = None
-    aliases: tuple[str, ...] = ()
-    source: Source
-    notes: str = ""
-
-    @model_validator(mode="after")
-    def _consistent(self) -> GpuRow:
-        if self.vendor == "NVIDIA" and not self.compute_capability:
-            raise ValueError("compute_capability: required for NVIDIA GPUs")
-        if self.memory_reported_mib is not None and self.memory_reported_mib * MIB > self.memory_gib * GIB:
-            raise ValueError("memory_reported_mib: larger than memory_gib")
-        if not self.unified_memory and self.pcie_gen is None and self.host_link_gb_s is None:
-            raise ValueError("pcie_gen: a discrete GPU needs pcie_gen/pcie_lanes or host_link_gb_s")
-        return self
-
-
-class MachineRow(_Row):
-    provider: Annotated[str, Field(min_length=2)]
-    instance: Annotated[str, Field(min_length=1)]
-    gpu: Annotated[str, Field(pattern=_ID)]
-    gpu_count: PositiveInt
-    vcpus: PositiveInt | None = None
-    ram: Positive | None = None
-    ram_unit: Literal["GB", "GiB"] = "GB"
-    price_per_hour: Positive | None = None
-    currency: Literal["EUR", "USD"] | None = None
-    price_date: Annotated[str, Field(pattern=_DATE)] | None = None
-    price_basis: str | None = None
-    region: str | None = None
-    source: Source
-    notes: str | None = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> MachineRow:
-        if self.price_per_hour is not None and (self.currency is None or self.price_date is None):
-            raise ValueError("currency: a price needs its currency and price_date")
-        if self.price_per_hour is None and not self.notes:
-            raise ValueError("notes: a row without a price must say why in notes")
-        if (self.vcpus is None or self.ram is None) and not self.notes:
-            raise ValueError("notes: a row without vcpus or ram must say why in notes")
-        return self
-
-    @property
-    def id(self) -> str:
-        return f"{_slug(self.provider)}/{_slug(self.instance)}"
-
-
-class WorkstationRow(_Row):
-    id: Annotated[str, Field(pattern=_ID)]
-    name: Annotated[str, Field(min_length=2)]
-    gpu: Annotated[str, Field(pattern=_ID)]
-    gpu_count: PositiveInt
-    ram_gib: Positive
-    cpu_cores: PositiveInt
-    ram_bandwidth_gb_s: Positive | None = None
-    gpu_memory_fraction: Annotated[float, Field(gt=0, le=1)] | None = None
-    disk_read_gb_s: Positive
-    source: Source
-    notes: str = ""
-
-    @field_validator("id")
-    @classmethod
-    def _no_slash(cls, value: str) -> str:
-        if "/" in value:
-            raise ValueError("a workstation id has no '/'")
-        return value
-
-
-_R = TypeVar("_R", bound=_Row)
-
-
-def _row_label(index: int, row: object) -> str:
-    if isinstance(row, Mapping):
-        if "id" in row:
-            return f"row {index + 1} ({row['id']})"
-        if "provider" in row and "instance" in row:
-            return f"row {index + 1} ({_slug(str(row['provider']))}/{_slug(str(row['instance']))})"
-    return f"row {index + 1}"
-
-
-def _parse_rows(path: str, data: Any, model: type[_R]) -> list[_R]:
-    if not isinstance(data, list):
-        raise CatalogError(f"catalog file {path}: expected a list of rows, got {type(data).__name__}", path=path)
-    rows: list[_R] = []
-    for index, item in enumerate(data):
-        label = _row_label(index, item)
-        if not isinstance(item, Mapping):
-            raise CatalogError(f"catalog file {path}, {label}: expected a mapping", path=path, row=label)
-        try:
-            rows.append(model.model_validate(item))
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            field = ".".join(str(part) for part in error["loc"]) or _field_from_message(error["msg"])
-            message = re.sub(r"^(Value error, )?([a-z_]+: )?", "", error["msg"])
-            raise CatalogError(
-                f"catalog file {path}, {label}, field {field!r}: {message}", path=path, row=label, field=field
-            ) from exc
-    return rows
-
-
-def _field_from_message(message: str) -> str:
-    match = re.match(r"(?:Value error, )?([a-z_]+):", message)
-    return match.group(1) if match else ""
-
-
-def _unique(path: str, ids: Iterable[tuple[int, str]]) -> None:
-    seen: dict[str, int] = {}
-    for index, key in ids:
-        if key in seen:
-            label = f"row {index + 1} ({key})"
-            raise CatalogError(
-                f"catalog file {path}, {label}, field 'id': duplicate of row {seen[key] + 1}",
-                path=path,
-                row=label,
-                field="id",
-            )
-        seen[key] = index
-
-
-def parse_gpu_rows(data: Any, path: str = "gpus.yaml") -> list[GpuRow]:
-    """Validate the rows of a GPU file; errors name the file, the row and the field."""
-    rows = _parse_rows(path, data, GpuRow)
-    _unique(path, enumerate(row.id for row in rows))
-    _unique(path, ((i, alias) for i, row in enumerate(rows) for alias in (row.id, *row.aliases)))
-    return rows
-
-
-def parse_machine_rows(data: Any, gpu_ids: Iterable[str], path: str = "machines.yaml") -> list[MachineRow]:
-    """Validate the rows of a cloud-instance file against the known GPU ids."""
-    rows = _parse_rows(path, data, MachineRow)
-    _unique(path, enumerate(row.id for row in rows))
-    _check_gpu_refs(path, rows, set(gpu_ids))
-    return rows
-
-
-def parse_workstation_rows(data: Any, gpu_ids: Iterable[str], path: str = "workstations.yaml") -> list[WorkstationRow]:
-    """Validate the rows of a workstation file against the known GPU ids."""
-    rows = _parse_rows(path, data, WorkstationRow)
-    _unique(path, enumerate(row.id for row in rows))
-    _check_gpu_refs(path, rows, set(gpu_ids))
-    return rows
-
-
-def _check_gpu_refs(path: str, rows: Sequence[MachineRow | WorkstationRow], known: set[str]) -> None:
-    for index, row in enumerate(rows):
-        if row.gpu not in known:
-            label = f"row {index + 1} ({row.id})"
-            raise CatalogError(
-                f"catalog file {path}, {label}, field 'gpu': unknown GPU id {row.gpu!r}",
-                path=path,
-                row=label,
-                field="gpu",
-            )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -427,11 +245,6 @@ def default_host(gpu: Gpu, count: int) -> tuple[int, int]:
 
 # --------------------------------------------------------------------------------------------------
 # Loading (cached: the web site and the planner benchmark call these a lot)
-
-
-def _slug(text: str) -> str:
-    slug = re.sub(r"[^a-z0-9._]+", "-", text.strip().lower()).strip("-")
-    return slug
 
 
 def _gpu_from_row(row: GpuRow) -> Gpu:
@@ -797,9 +610,9 @@ def _resolve_catalog(key: str, spec: str) -> Machine:
         return index[key]
     if "/" in key:
         provider, _, instance = key.partition("/")
-        slug = f"{_slug(provider)}/{_slug(instance)}"
-        if slug in index:
-            return index[slug]
+        key_slug = f"{slug(provider)}/{slug(instance)}"
+        if key_slug in index:
+            return index[key_slug]
     parsed = _count_spec(key)
     if parsed is None:
         gpu = find_gpu(key)
@@ -833,130 +646,10 @@ def _apply_overrides(machine: Machine, *, vram_bytes: int | None, ram_bytes: int
     return dataclasses.replace(machine, **changes) if changes else machine
 
 
-# --------------------------------------------------------------------------------------------------
-# This machine
+def detect_local(
+    *, probe: Callable[[], list[dict[str, Any]]] | None = None, meminfo_path: str = "/proc/meminfo"
+) -> Machine:
+    """This machine (``servefit.local_machine.detect_local``): NVIDIA GPUs through NVML, RAM, CPU cores."""
+    from servefit.local_machine import detect_local as detect
 
-NvmlProbe = Callable[[], list[dict[str, Any]]]
-
-
-def _meminfo_total_bytes(path: str = "/proc/meminfo") -> int:
-    try:
-        with open(path, encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 0
-
-
-def _nvml_probe() -> list[dict[str, Any]]:
-    """NVIDIA GPUs through NVML (nvidia-ml-py); an empty list without the library or a driver."""
-    try:
-        import pynvml  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return []
-    found: list[dict[str, Any]] = []
-    try:
-        pynvml.nvmlInit()
-    except Exception:  # NVMLError_LibraryNotFound, DriverNotLoaded, ...: no usable NVIDIA GPU
-        return []
-    try:
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            name = pynvml.nvmlDeviceGetName(handle)
-            info: dict[str, Any] = {
-                "name": name.decode() if isinstance(name, bytes) else str(name),
-                "memory_bytes": int(pynvml.nvmlDeviceGetMemoryInfo(handle).total),
-            }
-            for key, call in (
-                ("compute_capability", lambda h=handle: "{}.{}".format(*pynvml.nvmlDeviceGetCudaComputeCapability(h))),
-                ("bus_width_bits", lambda h=handle: int(pynvml.nvmlDeviceGetMemoryBusWidth(h))),
-                ("memory_clock_mhz", lambda h=handle: int(pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_MEM))),
-                ("pcie_gen", lambda h=handle: int(pynvml.nvmlDeviceGetMaxPcieLinkGeneration(h))),
-                ("pcie_lanes", lambda h=handle: int(pynvml.nvmlDeviceGetMaxPcieLinkWidth(h))),
-            ):
-                try:
-                    info[key] = call()
-                except Exception:  # not supported on this GPU/driver: leave the figure out
-                    continue
-            found.append(info)
-    except Exception:
-        return found
-    finally:
-        with contextlib.suppress(Exception):
-            pynvml.nvmlShutdown()
-    return found
-
-
-def _match_catalog_gpu(name: str) -> Gpu | None:
-    """The catalog GPU an NVML name denotes (``NVIDIA GeForce RTX 4090`` -> nvidia-rtx-4090): the longest
-    catalog name or alias found in it as whole words."""
-
-    def words(text: str) -> str:
-        return " " + re.sub(r"[\s_-]+", " ", text.lower().replace("geforce ", "")).strip() + " "
-
-    lowered = words(name)
-    best: Gpu | None = None
-    best_len = 0
-    for gpu in list_gpus():
-        for candidate in (gpu.name, *gpu.aliases):
-            key = words(candidate)
-            if key.strip() and key in lowered and len(key) > best_len:
-                best, best_len = gpu, len(key)
-    return best
-
-
-def _local_device(info: Mapping[str, Any]) -> tuple[Device, Gpu | None]:
-    gpu = _match_catalog_gpu(str(info["name"]))
-    bandwidth = gpu.bandwidth_gb_s if gpu else 0.0
-    if "bus_width_bits" in info and "memory_clock_mhz" in info:
-        # double data rate: bytes per transfer x transfers per second
-        bandwidth = info["bus_width_bits"] / 8 * info["memory_clock_mhz"] * 2 / 1000
-    pcie = gpu.pcie_gb_s if gpu else 25.0
-    if "pcie_gen" in info and "pcie_lanes" in info and info["pcie_gen"] in _PCIE_GB_S_PER_LANE:
-        pcie = pcie_effective_gb_s(int(info["pcie_gen"]), int(info["pcie_lanes"]))
-    device = Device(
-        name=str(info["name"]),
-        gpu_id=gpu.id if gpu else _slug(str(info["name"])),
-        memory_bytes=int(info["memory_bytes"]),
-        bandwidth_gb_s=round(bandwidth, 1),
-        fp16_tflops=gpu.fp16_tflops if gpu else 0.0,
-        int8_tops=(gpu.int8_tops or 0.0) if gpu else 0.0,
-        compute_capability=str(info.get("compute_capability") or (gpu.compute_capability if gpu else "")),
-        pcie_gb_s=pcie,
-    )
-    return device, gpu
-
-
-def detect_local(*, probe: NvmlProbe | None = None, meminfo_path: str = "/proc/meminfo") -> Machine:
-    """This machine: NVIDIA GPUs through NVML when nvidia-ml-py is importable, RAM, CPU cores."""
-    ram = _meminfo_total_bytes(meminfo_path)
-    cores = os.cpu_count() or 1
-    infos = (probe or _nvml_probe)()
-    devices: list[Device] = []
-    backend = Backend.CPU
-    for info in infos:
-        device, _gpu = _local_device(info)
-        devices.append(device)
-    if devices:
-        ccs = [d.compute_capability for d in devices if d.compute_capability]
-        lowest = min((tuple(int(p) for p in cc.split(".")) for cc in ccs), default=(0, 0))
-        backend = Backend.CUDA13 if lowest >= CUDA13_MIN_COMPUTE_CAPABILITY else Backend.CUDA12
-    names = ", ".join(sorted({d.name for d in devices})) or "no GPU"
-    gpu_class = ""
-    if devices and len({d.gpu_id for d in devices}) == 1 and devices[0].gpu_id in _gpu_index():
-        gpu_class = gpu_class_id(devices[0].gpu_id, len(devices))
-    return Machine(
-        id=LOCAL_TARGET_ID,
-        name=f"this machine ({platform.node() or 'local'}: {len(devices)} GPU, {names})",
-        devices=tuple(devices),
-        host_ram_bytes=ram,
-        cpu_cores=cores,
-        backend=backend,
-        gpu_class=gpu_class,
-        source="detected: /proc/meminfo, os.cpu_count(), NVML",
-    )
+    return detect(probe=probe, meminfo_path=meminfo_path)
