@@ -235,6 +235,27 @@ CASES: tuple[Case, ...] = (
     Case("mamba2", "Q8_0"),
     Case("mamba2", "Q4_0", n_seq=4, mmap=False),
     Case("granitehybrid", "Q4_K_M", n_ctx=8192, type_k="q8_0", type_v="q8_0"),
+    Case("qwen2", "Q4_K_M"),
+    Case("qwen2", "Q8_0", n_ctx=8192, n_seq=2, n_ubatch=1024, flash_attn=False),
+    Case("qwen3", "Q4_K_M", n_ctx=8192, type_k="q8_0", type_v="q8_0"),
+    Case("qwen3", "Q6_K", n_ctx=4096, n_ubatch=256, flash_attn=False),
+    Case("mistral3", "Q4_K_M", n_ctx=8192),
+    Case("mistral3", "Q8_0", n_seq=3, flash_attn=False),
+    Case("phi3", "Q4_K_M"),
+    Case("phi3", "Q5_K_M", n_ctx=8192, n_ubatch=1024, flash_attn=False),
+    Case("glm4moe", "Q4_K_M", n_ctx=8192),
+    Case("glm4moe", "Q8_0", n_seq=2, n_ubatch=1024, flash_attn=False),
+    Case("deepseek2", "Q4_K_M"),
+    Case("deepseek2", "Q8_0", n_ctx=8192, n_seq=2, flash_attn=False),
+    Case("qwen3next", "Q4_K_M", n_ctx=8192),
+    Case("qwen3next", "Q8_0", n_seq=2, n_ubatch=1024, flash_attn=False),
+    # large ubatches against long contexts without flash attention: the attention scores
+    # (n_kv x n_ubatch x n_head F32), not the logits, set the compute buffer
+    Case("llama", "Q4_K_M", n_ctx=16384, n_ubatch=2048, flash_attn=False),
+    Case("qwen3moe", "Q4_K_M", n_ctx=8192, n_ubatch=2048, n_seq=2, flash_attn=False),
+    Case("gemma3", "Q8_0", n_ctx=16384, n_ubatch=1024, flash_attn=False),
+    Case("nemotron_h_moe", "Q4_K_M", n_ctx=16384, n_ubatch=1024, flash_attn=False),
+    Case("deepseek2", "Q4_K_M", n_ctx=16384, n_ubatch=1024, flash_attn=False),
 )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import gguf
 import numpy as np
 
-__all__ = ["ARCHITECTURES", "make_model", "model_layout", "write_gguf"]
+__all__ = ["ALL_ARCHITECTURES", "ARCHITECTURES", "MORE_ARCHITECTURES", "make_model", "model_layout", "write_gguf"]
 
 F32 = gguf.GGMLQuantizationType.F32
 F16 = gguf.GGMLQuantizationType.F16
@@ -449,6 +449,268 @@ def _granitehybrid(p: dict[str, Any]) -> tuple[dict[str, Any], TensorList]:
     return meta, tensors
 
 
+def _dense(
+    arch: str, p: dict[str, Any], *, bias: bool = False, qk_norm: bool = False
+) -> tuple[dict[str, Any], TensorList]:
+    """qwen2 (Q/K/V biases), qwen3 (per-head Q/K norms, head_dim apart from n_embd / n_head), mistral3."""
+    e, hd = p["n_embd"], p["head_dim"]
+    meta = _common(arch, p) | {
+        f"{arch}.feed_forward_length": p["n_ff"],
+        f"{arch}.attention.head_count": p["n_head"],
+        f"{arch}.attention.head_count_kv": p["n_head_kv"],
+        f"{arch}.attention.key_length": hd,
+        f"{arch}.attention.value_length": hd,
+        f"{arch}.rope.freq_base": 1000000.0,
+    }
+    if p.get("attn_temp_scale"):  # Ministral 3 / Mistral Small 3.x: llama 4 attention temperature tuning
+        meta[f"{arch}.attention.temperature_scale"] = p["attn_temp_scale"]
+        meta[f"{arch}.rope.scaling.original_context_length"] = p["n_ctx"]
+    tensors = _embeddings(p, tied=False)
+    for i in range(p["n_layer"]):
+        b = f"blk.{i}."
+        tensors += [(b + "attn_norm.weight", (e,))]
+        tensors += _attention(i, e, p["n_head"], p["n_head_kv"], hd, bias=bias)
+        if qk_norm:
+            tensors += [(b + "attn_k_norm.weight", (hd,)), (b + "attn_q_norm.weight", (hd,))]
+        tensors += [
+            (b + "ffn_norm.weight", (e,)),
+            (b + "ffn_gate.weight", (e, p["n_ff"])),
+            (b + "ffn_down.weight", (p["n_ff"], e)),
+            (b + "ffn_up.weight", (e, p["n_ff"])),
+        ]
+    return meta, tensors
+
+
+def _qwen2(p: dict[str, Any]) -> tuple[dict[str, Any], TensorList]:
+    return _dense("qwen2", p, bias=True)
+
+
+def _qwen3(p: dict[str, Any]) -> tuple[dict[str, Any], TensorList]:
+    return _dense("qwen3", p, qk_norm=True)
+
+
+def _mistral3(p: dict[str, Any]) -> tuple[dict[str, Any], TensorList]:
+    return _dense("mistral3", p)
+
+
+def _phi3(p: dict[str, Any]) -> tuple[dict[str, Any], TensorList]:
+    """Phi-3 / Phi-4: fused QKV projection, fused gate+up FFN (``ffn_up`` is 2 * n_ff wide)."""
+    a, e = "phi3", p["n_embd"]
+    hd = e // p["n_head"]
+    meta = _common(a, p) | {
+        f"{a}.feed_forward_length": p["n_ff"],
+        f"{a}.attention.head_count": p["n_head"],
+        f"{a}.attention.head_count_kv": p["n_head_kv"],
+        f"{a}.rope.dimension_count": hd,
+        f"{a}.rope.freq_base": 250000.0,
+    }
+    tensors = _embeddings(p, tied=False)
+    for i in range(p["n_layer"]):
+        b = f"blk.{i}."
+        tensors += [
+            (b + "attn_norm.weight", (e,)),
+            (b + "attn_qkv.weight", (e, hd * (p["n_head"] + 2 * p["n_head_kv"]))),
+            (b + "attn_output.weight", (e, e)),
+            (b + "ffn_norm.weight", (e,)),
+            (b + "ffn_down.weight", (p["n_ff"], e)),
+            (b + "ffn_up.weight", (e, 2 * p["n_ff"])),
+        ]
+    return meta, tensors
+
+
+def _moe_block(b: str, e: int, p: Mapping[str, Any], *, probs_bias: bool) -> TensorList:
+    """Router, routed experts and the shared expert of a DeepSeek-style MoE layer."""
+    ne, nff, nsh = p["n_expert"], p["n_ff_exp"], p["n_ff_exp"] * p["n_expert_shared"]
+    out: TensorList = [(b + "ffn_gate_inp.weight", (e, ne))]
+    if probs_bias:
+        out.append((b + "exp_probs_b.bias", (ne,)))
+    out += [
+        (b + "ffn_gate_exps.weight", (e, nff, ne)),
+        (b + "ffn_down_exps.weight", (nff, e, ne)),
+        (b + "ffn_up_exps.weight", (e, nff, ne)),
+        (b + "ffn_gate_shexp.weight", (e, nsh)),
+        (b + "ffn_down_shexp.weight", (nsh, e)),
+        (b + "ffn_up_shexp.weight", (e, nsh)),
+    ]
+    return out
+
+
+def _nextn_block(b: str, e: int) -> TensorList:
+    return [
+        (b + "nextn.eh_proj.weight", (2 * e, e)),
+        (b + "nextn.enorm.weight", (e,)),
+        (b + "nextn.hnorm.weight", (e,)),
+        (b + "nextn.shared_head_norm.weight", (e,)),
+    ]
+
+
+def _moe_metadata(a: str, p: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        f"{a}.feed_forward_length": p["n_ff"],
+        f"{a}.expert_count": p["n_expert"],
+        f"{a}.expert_used_count": p["n_expert_used"],
+        f"{a}.expert_feed_forward_length": p["n_ff_exp"],
+        f"{a}.expert_shared_count": p["n_expert_shared"],
+        f"{a}.leading_dense_block_count": p["n_dense_lead"],
+        f"{a}.expert_weights_scale": 2.5,
+        f"{a}.expert_weights_norm": True,
+        f"{a}.expert_gating_func": 2,  # LLAMA_EXPERT_GATING_FUNC_TYPE_SIGMOID
+    }
+
+
+def _glm4moe(p: dict[str, Any]) -> tuple[dict[str, Any], TensorList]:
+    """GLM-4.5 / 4.6: Q/K/V biases, partial RoPE, dense lead layers, sigmoid router with a shared
+    expert, and ``n_nextn`` next-token-prediction layers after the trunk (not loaded by default)."""
+    a, e, hd = "glm4moe", p["n_embd"], p["head_dim"]
+    n_nextn = p["n_nextn"]
+    n_all = p["n_layer"] + n_nextn
+    meta = _common(a, p) | _moe_metadata(a, p)
+    meta |= {
+        f"{a}.block_count": n_all,
+        f"{a}.attention.head_count": p["n_head"],
+        f"{a}.attention.head_count_kv": p["n_head_kv"],
+        f"{a}.attention.key_length": hd,
+        f"{a}.attention.value_length": hd,
+        f"{a}.rope.dimension_count": hd // 2,
+        f"{a}.rope.freq_base": 1000000.0,
+    }
+    if n_nextn:
+        meta[f"{a}.nextn_predict_layers"] = n_nextn
+    tensors = _embeddings(p, tied=False)
+    for i in range(n_all):
+        b = f"blk.{i}."
+        tensors += [(b + "attn_norm.weight", (e,))]
+        tensors += _attention(i, e, p["n_head"], p["n_head_kv"], hd, bias=True)
+        tensors += [(b + "post_attention_norm.weight", (e,))]
+        if i < p["n_dense_lead"]:
+            tensors += [
+                (b + "ffn_gate.weight", (e, p["n_ff"])),
+                (b + "ffn_down.weight", (p["n_ff"], e)),
+                (b + "ffn_up.weight", (e, p["n_ff"])),
+            ]
+        else:
+            tensors += _moe_block(b, e, p, probs_bias=True)
+        if i >= p["n_layer"]:
+            tensors += _nextn_block(b, e)
+    return meta, tensors
+
+
+def _deepseek2(p: dict[str, Any]) -> tuple[dict[str, Any], TensorList]:
+    """DeepSeek V3 / R1, Kimi K2: multi-head latent attention (low-rank Q, compressed KV with the
+    K/V up-projections split per head for absorption), dense lead layers, grouped sigmoid router
+    with a bias and a shared expert."""
+    a, e, nh = "deepseek2", p["n_embd"], p["n_head"]
+    q_lora, kv_lora, rope, nope, v_dim = p["q_lora_rank"], p["kv_lora_rank"], p["rope_dim"], p["nope_dim"], p["v_dim"]
+    meta = _common(a, p) | _moe_metadata(a, p)
+    meta |= {
+        f"{a}.attention.head_count": nh,
+        f"{a}.attention.head_count_kv": 1,
+        f"{a}.attention.key_length": kv_lora + rope,
+        f"{a}.attention.value_length": kv_lora,
+        f"{a}.attention.key_length_mla": nope + rope,
+        f"{a}.attention.value_length_mla": v_dim,
+        f"{a}.attention.q_lora_rank": q_lora,
+        f"{a}.attention.kv_lora_rank": kv_lora,
+        f"{a}.rope.dimension_count": rope,
+        f"{a}.rope.freq_base": 10000.0,
+    }
+    if p.get("n_expert_groups"):
+        meta[f"{a}.expert_group_count"] = p["n_expert_groups"]
+        meta[f"{a}.expert_group_used_count"] = p["n_group_used"]
+    tensors = _embeddings(p, tied=False)
+    for i in range(p["n_layer"]):
+        b = f"blk.{i}."
+        tensors += [
+            (b + "attn_norm.weight", (e,)),
+            (b + "attn_q_a_norm.weight", (q_lora,)),
+            (b + "attn_kv_a_norm.weight", (kv_lora,)),
+            (b + "attn_q_a.weight", (e, q_lora)),
+            (b + "attn_q_b.weight", (q_lora, nh * (nope + rope))),
+            (b + "attn_kv_a_mqa.weight", (e, kv_lora + rope)),
+            (b + "attn_k_b.weight", (nope, kv_lora, nh)),
+            (b + "attn_v_b.weight", (kv_lora, v_dim, nh)),
+            (b + "attn_output.weight", (nh * v_dim, e)),
+            (b + "ffn_norm.weight", (e,)),
+        ]
+        if i < p["n_dense_lead"]:
+            tensors += [
+                (b + "ffn_gate.weight", (e, p["n_ff"])),
+                (b + "ffn_down.weight", (p["n_ff"], e)),
+                (b + "ffn_up.weight", (e, p["n_ff"])),
+            ]
+        else:
+            tensors += _moe_block(b, e, p, probs_bias=True)
+    return meta, tensors
+
+
+def _qwen3next(p: dict[str, Any]) -> tuple[dict[str, Any], TensorList]:
+    """Qwen3-Next: gated delta net layers (fused QKV and gate projections) with one gated full
+    attention layer every ``full_attention_interval``, MoE with a gated shared expert on every
+    layer, and ``n_nextn`` next-token-prediction layers (not loaded by default)."""
+    a, e, hd = "qwen3next", p["n_embd"], p["head_dim"]
+    n_nextn, interval = p["n_nextn"], p["full_attention_interval"]
+    n_all = p["n_layer"] + n_nextn
+    ne, nff, nsh = p["n_expert"], p["n_ff_exp"], p["n_ff_shexp"]
+    d_state, n_k, n_v = p["ssm_d_state"], p["ssm_n_group"], p["ssm_dt_rank"]
+    key_dim, value_dim = d_state * n_k, d_state * n_v
+    meta = _common(a, p) | _ssm_metadata(a, p)
+    meta |= {
+        f"{a}.block_count": n_all,
+        f"{a}.feed_forward_length": p["n_ff"],
+        f"{a}.attention.head_count": p["n_head"],
+        f"{a}.attention.head_count_kv": p["n_head_kv"],
+        f"{a}.attention.key_length": hd,
+        f"{a}.attention.value_length": hd,
+        f"{a}.rope.dimension_count": hd // 4,
+        f"{a}.rope.freq_base": 10000000.0,
+        f"{a}.expert_count": ne,
+        f"{a}.expert_used_count": p["n_expert_used"],
+        f"{a}.expert_feed_forward_length": nff,
+        f"{a}.expert_shared_feed_forward_length": nsh,
+        f"{a}.full_attention_interval": interval,
+    }
+    meta[f"{a}.ssm.inner_size"] = value_dim
+    if n_nextn:
+        meta[f"{a}.nextn_predict_layers"] = n_nextn
+    tensors = _embeddings(p, tied=False)
+    for i in range(n_all):
+        b = f"blk.{i}."
+        tensors += [(b + "attn_norm.weight", (e,)), (b + "post_attention_norm.weight", (e,))]
+        if i < p["n_layer"] and (i + 1) % interval:
+            tensors += [
+                (b + "attn_qkv.weight", (e, 2 * key_dim + value_dim)),
+                (b + "attn_gate.weight", (e, value_dim)),
+                (b + "ssm_conv1d.weight", (p["ssm_d_conv"], 2 * key_dim + value_dim)),
+                (b + "ssm_dt.bias", (n_v,)),
+                (b + "ssm_a", (n_v,)),
+                (b + "ssm_ba.weight", (e, 2 * n_v)),
+                (b + "ssm_norm.weight", (d_state,)),
+                (b + "ssm_out.weight", (value_dim, e)),
+            ]
+        else:
+            tensors += [
+                (b + "attn_q.weight", (e, 2 * hd * p["n_head"])),
+                (b + "attn_k.weight", (e, hd * p["n_head_kv"])),
+                (b + "attn_v.weight", (e, hd * p["n_head_kv"])),
+                (b + "attn_output.weight", (hd * p["n_head"], e)),
+                (b + "attn_q_norm.weight", (hd,)),
+                (b + "attn_k_norm.weight", (hd,)),
+            ]
+        tensors += [
+            (b + "ffn_gate_inp.weight", (e, ne)),
+            (b + "ffn_gate_exps.weight", (e, nff, ne)),
+            (b + "ffn_down_exps.weight", (nff, e, ne)),
+            (b + "ffn_up_exps.weight", (e, nff, ne)),
+            (b + "ffn_gate_inp_shexp.weight", (e,)),
+            (b + "ffn_gate_shexp.weight", (e, nsh)),
+            (b + "ffn_down_shexp.weight", (nsh, e)),
+            (b + "ffn_up_shexp.weight", (e, nsh)),
+        ]
+        if i >= p["n_layer"]:
+            tensors += _nextn_block(b, e)
+    return meta, tensors
+
+
 _SSM_DEFAULTS = {"ssm_d_conv": 4, "ssm_d_inner": 512, "ssm_d_state": 64, "ssm_n_group": 2, "ssm_dt_rank": 8}
 
 # arch -> (builder, default sizes, default matrix dtype, per-tensor type overrides)
@@ -520,14 +782,85 @@ _ARCHS: dict[str, tuple[_Builder, dict[str, Any]]] = {
         _granitehybrid,
         {"n_embd": 256, "n_layer": 4, "pattern": "MM*M", "n_head": 4, "n_head_kv": 2, "n_ff": 512} | _SSM_DEFAULTS,
     ),
+    "qwen2": (_qwen2, {"n_embd": 256, "n_layer": 2, "n_head": 4, "n_head_kv": 2, "head_dim": 64, "n_ff": 512}),
+    "qwen3": (_qwen3, {"n_embd": 256, "n_layer": 2, "n_head": 8, "n_head_kv": 2, "head_dim": 64, "n_ff": 512}),
+    "mistral3": (
+        _mistral3,
+        {"n_embd": 256, "n_layer": 2, "n_head": 4, "n_head_kv": 2, "head_dim": 64, "n_ff": 512, "attn_temp_scale": 0.1},
+    ),
+    "phi3": (_phi3, {"n_embd": 256, "n_layer": 2, "n_head": 4, "n_head_kv": 2, "n_ff": 512}),
+    "glm4moe": (
+        _glm4moe,
+        {
+            "n_embd": 256,
+            "n_layer": 3,
+            "n_head": 8,
+            "n_head_kv": 2,
+            "head_dim": 64,
+            "n_ff": 512,
+            "n_expert": 8,
+            "n_expert_used": 2,
+            "n_ff_exp": 256,
+            "n_expert_shared": 1,
+            "n_dense_lead": 1,
+            "n_nextn": 1,
+        },
+    ),
+    "deepseek2": (
+        _deepseek2,
+        {
+            "n_embd": 256,
+            "n_layer": 3,
+            "n_head": 8,
+            "q_lora_rank": 256,
+            "kv_lora_rank": 256,
+            "rope_dim": 32,
+            "nope_dim": 64,
+            "v_dim": 64,
+            "n_ff": 512,
+            "n_expert": 8,
+            "n_expert_used": 2,
+            "n_ff_exp": 256,
+            "n_expert_shared": 1,
+            "n_dense_lead": 1,
+            "n_expert_groups": 4,
+            "n_group_used": 2,
+        },
+    ),
+    "qwen3next": (
+        _qwen3next,
+        {
+            "n_embd": 256,
+            "n_layer": 4,
+            "full_attention_interval": 4,
+            "n_head": 4,
+            "n_head_kv": 2,
+            "head_dim": 64,
+            "n_ff": 512,
+            "n_expert": 8,
+            "n_expert_used": 2,
+            "n_ff_exp": 256,
+            "n_ff_shexp": 256,
+            "n_nextn": 1,
+            "ssm_d_conv": 4,
+            "ssm_d_inner": 256,
+            "ssm_d_state": 64,
+            "ssm_n_group": 2,
+            "ssm_dt_rank": 4,
+        },
+    ),
 }
-ARCHITECTURES: tuple[str, ...] = tuple(_ARCHS)
+# ARCHITECTURES: the first seven, which every reader test covers; MORE_ARCHITECTURES: dense and
+# MoE transformers added for the compute-graph checks; ALL_ARCHITECTURES: both
+ALL_ARCHITECTURES: tuple[str, ...] = tuple(_ARCHS)
+MORE_ARCHITECTURES: tuple[str, ...] = ("qwen2", "qwen3", "mistral3", "phi3", "glm4moe", "deepseek2", "qwen3next")
+ARCHITECTURES: tuple[str, ...] = tuple(a for a in ALL_ARCHITECTURES if a not in MORE_ARCHITECTURES)
 
 
 def model_layout(arch: str, **overrides: Any) -> tuple[dict[str, Any], TensorList]:
     """The metadata and tensor list (name, GGML shape) ``make_model`` would write."""
     if arch not in _ARCHS:
-        raise ValueError(f"no synthetic model for {arch!r}; known: {', '.join(ARCHITECTURES)}")
+        raise ValueError(f"no synthetic model for {arch!r}; known: {', '.join(ALL_ARCHITECTURES)}")
     builder, defaults = _ARCHS[arch]
     params = {"n_vocab": 320, "n_ctx": 4096} | defaults | overrides
     if "pattern" in overrides and "n_layer" not in overrides:

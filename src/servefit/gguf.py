@@ -624,7 +624,7 @@ def spec_from_headers(headers: Sequence[GGUFHeader], *, source: str = "", gguf_r
         head_k = head_v = 0
 
     # layer contents, from the tensors actually present
-    attention, recurrent, moe, dense = ([False] * n_all for _ in range(4))
+    attention, recurrent, moe, dense, qk = ([False] * n_all for _ in range(5))
     for t in tensors:
         il = t.layer
         if il is None:
@@ -632,12 +632,17 @@ def spec_from_headers(headers: Sequence[GGUFHeader], *, source: str = "", gguf_r
         leaf = _leaf(t.name)
         if t.role is TensorRole.ATTENTION:
             attention[il] = True
+            if leaf in ("attn_q", "attn_k"):
+                qk[il] = True
         elif t.role is TensorRole.ROUTED_EXPERTS:
             moe[il] = True
         elif leaf in _DENSE_FFN_PARTS:
             dense[il] = True
         elif leaf.startswith(_RECURRENT_PARTS):
             recurrent[il] = True
+    # a recurrent layer is also an attention layer only with its own Q/K projections (Falcon-H1); the
+    # fused attn_qkv / attn_gate of Qwen3-Next's gated delta net feed the recurrence, not a KV cache
+    attention = [a and (qk[i] or not recurrent[i]) for i, a in enumerate(attention)]
     if not tensors:  # a header without tensors (e.g. a vocab-only file): trust the metadata
         attention = [kv > 0 for kv in n_head_kv]
     # llama.cpp allocates KV only on attention layers: a layer without attention tensors has none

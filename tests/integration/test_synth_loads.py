@@ -79,7 +79,7 @@ def _check_agrees(model: Any, path: Path) -> None:
     assert buf.value.decode() == spec.architecture
 
 
-@pytest.mark.parametrize("arch", synth.ARCHITECTURES)
+@pytest.mark.parametrize("arch", synth.ALL_ARCHITECTURES)
 def test_synthetic_model_loads_runs_and_quantizes(arch: str, tmp_path: Path) -> None:
     path = synth.make_model(tmp_path / f"{arch}.gguf", arch)
     model = _load(path)
@@ -140,7 +140,7 @@ def test_nemotron_with_mtp_layer_loads(tmp_path: Path) -> None:
         llama_cpp.llama_model_free(model)
 
 
-@pytest.mark.parametrize("arch", synth.ARCHITECTURES)
+@pytest.mark.parametrize("arch", synth.ALL_ARCHITECTURES)
 def test_layer_structure_matches_llama_cpp_log(arch: str, tmp_path: Path) -> None:
     """Per-layer facts llama.cpp logs while loading: which layers use the sliding window, the KV
     heads per layer, and which layers get a KV cache."""
@@ -181,7 +181,7 @@ def test_layer_structure_matches_llama_cpp_log(arch: str, tmp_path: Path) -> Non
     assert kv_layers == expected
 
 
-@pytest.mark.parametrize("arch", synth.ARCHITECTURES)
+@pytest.mark.parametrize("arch", synth.ALL_ARCHITECTURES)
 def test_f16_model_loads_and_runs(arch: str, tmp_path: Path) -> None:
     path = synth.make_model(tmp_path / f"{arch}-f16.gguf", arch, dtype=synth.F16)
     model = _load(path)
