@@ -760,14 +760,20 @@ def _breakdown(
     n_gpu = layout.n_gpu
     start, ranges = device_ranges(n_layer, layout)
     host_hi = min(start, n_layer)  # host layers are [0, host_hi)
-    out_dev = next((d for d, (lo, hi) in enumerate(ranges) if lo <= n_layer < hi), -1)
+    out_dev = -1
+    for d, (lo, hi) in enumerate(ranges):
+        if lo <= n_layer < hi:
+            out_dev = d
+            break
     cpu_moe = min(max(layout.n_cpu_moe, 0), n_layer)
     dense, experts = prof.dense, prof.experts
+    e_cuda, e_host, e_host_alloc = experts.cuda, experts.host, experts.host_alloc
+    d_cuda, rcount = dense.cuda, prof.recurrent_count
     repack = layout.cpu_repack and n_gpu == 0
 
     # host weights: input layer, host layers, experts kept on the host, output when it stays there
-    host_plain = prof.input.host + dense.host[host_hi] + experts.host[host_hi]
-    host_alloc = prof.input.host_alloc + dense.host_alloc[host_hi] + experts.host_alloc[host_hi]
+    host_plain = prof.input.host + dense.host[host_hi] + e_host[host_hi]
+    host_alloc = prof.input.host_alloc + dense.host_alloc[host_hi] + e_host_alloc[host_hi]
     host_repack = dense.repack[host_hi] + experts.repack[host_hi]
     gpu_w = [0] * n_gpu
     gpu_kv = [0] * n_gpu
@@ -778,18 +784,20 @@ def _breakdown(
     full_cells, swa_cells_all = cells * n_stream, swa_cells * n_stream
     rows = max(1, ctx.n_seq)
     rec_bytes = prof.recurrent_row_bytes * rows
+    gpu_layer_count = 0
     for d, (lo, hi) in enumerate(ranges):
+        if hi > lo:
+            gpu_layer_count += hi - lo
         hi_l = min(hi, n_layer)
         if hi_l <= lo:
             continue
-        gpu_w[d] += dense.cuda[hi_l] - dense.cuda[lo]
         moe_lo = max(lo, min(cpu_moe, hi_l))
-        gpu_w[d] += experts.cuda[hi_l] - experts.cuda[moe_lo]
+        gpu_w[d] = d_cuda[hi_l] - d_cuda[lo] + e_cuda[hi_l] - e_cuda[moe_lo]
         if moe_lo > lo:
-            host_plain += experts.host[moe_lo] - experts.host[lo]
-            host_alloc += experts.host_alloc[moe_lo] - experts.host_alloc[lo]
+            host_plain += e_host[moe_lo] - e_host[lo]
+            host_alloc += e_host_alloc[moe_lo] - e_host_alloc[lo]
         gpu_kv[d] = (full_p[hi_l] - full_p[lo]) * full_cells + (swa_p[hi_l] - swa_p[lo]) * swa_cells_all
-        gpu_rec[d] = (prof.recurrent_count[hi_l] - prof.recurrent_count[lo]) * rec_bytes
+        gpu_rec[d] = (rcount[hi_l] - rcount[lo]) * rec_bytes
     if out_dev >= 0:
         gpu_w[out_dev] += prof.output.cuda
     else:
@@ -798,7 +806,7 @@ def _breakdown(
         host_repack += prof.output.repack
         host_alloc += prof.tied_copy_bytes  # the duplicated embedding matrix is a copy without mmap
     host_kv = full_p[host_hi] * full_cells + swa_p[host_hi] * swa_cells_all
-    host_rec = prof.recurrent_count[host_hi] * rec_bytes
+    host_rec = rcount[host_hi] * rec_bytes
     if not repack:
         host_repack = 0
     host_weights = host_plain if layout.mmap else host_alloc
@@ -807,28 +815,30 @@ def _breakdown(
     if layout.pipeline_parallel is not None:
         pipeline = n_gpu > 1 and layout.pipeline_parallel
     gpu_compute, host_compute = _compute(
-        prof, ctx, n_ctx, cells, swa_cells, ranges, host_hi, out_dev, n_gpu, pipeline, cpu_moe > 0
+        prof, ctx, n_ctx, cells, swa_cells, ranges, host_hi, out_dev, n_gpu, pipeline, cpu_moe > 0, spec=spec
     )
     overhead = gpu_overhead_bytes(backend) if overhead_bytes is None else overhead_bytes
-    used = tuple(overhead if hi > lo else 0 for lo, hi in ranges) if layout.gpu_layers > 0 else (overhead,) * n_gpu
+    used = tuple([overhead if hi > lo else 0 for lo, hi in ranges]) if layout.gpu_layers > 0 else (overhead,) * n_gpu
     host_output = output_buffer_bytes(spec, ctx.n_seq)
+    gpu_total = tuple([gpu_w[d] + gpu_kv[d] + gpu_rec[d] + gpu_compute[d] + used[d] for d in range(n_gpu)])
+    # Breakdown's fields in order (positional: this runs once per placement probed)
     return Breakdown(
-        gpu_weights=tuple(gpu_w),
-        gpu_kv=tuple(gpu_kv),
-        gpu_recurrent=tuple(gpu_rec),
-        gpu_compute=gpu_compute,
-        gpu_other=used,
-        host_weights=host_weights,
-        host_weights_repack=host_repack,
-        host_kv=host_kv,
-        host_recurrent=host_rec,
-        host_compute=host_compute,
-        host_output=host_output,
-        n_ctx=n_ctx,
-        gpu_layer_count=sum(max(0, hi - lo) for lo, hi in ranges),
-        pipeline_parallel=pipeline,
-        gpu_total=tuple(gpu_w[d] + gpu_kv[d] + gpu_rec[d] + gpu_compute[d] + used[d] for d in range(n_gpu)),
-        host_total=host_weights + host_kv + host_rec + host_compute + host_output,
+        tuple(gpu_w),
+        tuple(gpu_kv),
+        tuple(gpu_rec),
+        gpu_compute,
+        used,
+        host_weights,
+        host_repack,
+        host_kv,
+        host_rec,
+        host_compute,
+        host_output,
+        n_ctx,
+        gpu_layer_count,
+        pipeline,
+        gpu_total,
+        host_weights + host_kv + host_rec + host_compute + host_output,
     )
 
 
@@ -887,8 +897,13 @@ def _compute(
     n_gpu: int,
     pipeline: bool,
     experts_on_host: bool,
+    spec: ModelSpec | None = None,
 ) -> tuple[tuple[int, ...], int]:
     """(compute buffer per GPU, host compute buffer) for the worst-case prompt graph.
+
+    CPU-only (``n_gpu == 0``): when ``servefit.ggml_graph`` rebuilds the model's graph, the host
+    buffer is ggml's allocator simulated tensor by tensor on it (exact against llama.cpp); the
+    estimate below serves the other architectures and GPU machines.
 
     llama.cpp reserves the graph of one ubatch (``n_ubatch`` tokens) against the whole KV cache
     (``sched_reserve``) and ggml's allocator sizes each backend's buffer from the tensors alive at
@@ -940,6 +955,22 @@ def _compute(
     out = (prof.n_vocab + 3 * e) * n_ub * f
     embd = e * n_ub * f
     if n_gpu == 0:
+        if spec is not None:
+            from servefit.ggml_graph import cpu_compute_bytes
+
+            simulated = cpu_compute_bytes(
+                spec,
+                n_ubatch=min(n_ub, max(ctx.n_ctx, 1)),  # llama.cpp caps n_batch by the n_ctx asked, before padding
+                n_seq=ctx.n_seq,
+                n_kv=cells if prof.kv_full or prof.kv_swa else 0,
+                n_kv_swa=swa_cells if prof.kv_swa else 0,
+                unified=ctx.kv_unified,
+                flash_attn=ctx.flash_attn,
+                type_k=ctx.type_k,
+                type_v=ctx.type_v,
+            )
+            if simulated is not None:
+                return (), _pad(simulated, HOST_ALIGNMENT)
         return (), _pad(max(masks + inner, out), HOST_ALIGNMENT)
     if ctx.flash_attn and (is_quantized_cache_type(ctx.type_k) or is_quantized_cache_type(ctx.type_v)):
         # CUDA flash attention converts a quantized K/V view of one layer to F16 scratch

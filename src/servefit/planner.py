@@ -18,12 +18,21 @@ llama.cpp's fit, host RAM is checked. Fit is decided at a minimum context (the r
 trained context (or ``Options.context_cap``). Multi-GPU splits are contiguous layer ranges sized
 in proportion to each GPU's free memory, written as ``-ts`` layer counts so that llama.cpp places
 exactly the layers planned.
+
+Fast paths (results identical to the plain computation; tests/unit/test_planner_fastpaths.py and
+bench/check_plans_identical.py compare them): probes are memoised under small int keys
+(``_probe``), whole searches under what they read, with the host budget as an interval
+(``_search``); what a Machine or a (spec, options) pair implies is derived once per object
+(``_hardware``, ``_request``); each ``-ts`` boundary is walked to from a proportional guess instead of
+bisected (``_compute_split``); and the Plan is built from one dict (``_new_plan``). Every memo table
+is emptied by ``servefit.memory.clear_caches``.
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +82,14 @@ class _Setup:
     min_ctx: int
     max_ctx: int
     fixed_ctx: bool
+    probe_sig: int  # names what a placement's bytes depend on besides (n_ctx, -ngl, --n-cpu-moe); see _probe
+    unified: bool  # GPU memory is host RAM
+    hw: _Hardware
+    # what the search's outcome says of the host budget (see _search): it is at least host_floor, below
+    # host_ceil, and exactly host_budget when host_exact
+    host_floor: int = 0
+    host_ceil: int = 1 << 62
+    host_exact: bool = False
     contexts: dict[int, Context] = field(default_factory=dict)  # Context per n_ctx, built once
     layouts: dict[tuple[int, int, int], Layout] = field(default_factory=dict)  # Layout per placement, built once
 
@@ -107,19 +124,75 @@ def _evaluate(setup: _Setup, n_ctx: int, layout: Layout) -> Breakdown:
     return profile_breakdown(setup.spec, setup.prof, ctx, layout, setup.backend, setup.overhead)
 
 
+# Probe memo. A placement's Layout and Breakdown depend on the model profile, the backend and its
+# overhead, the context parameters from the options, mmap, and (with several GPUs, through the
+# balanced -ts split) the GPU budgets; given those, on (n_ctx, -ngl, --n-cpu-moe) alone. Each
+# distinct set of the former gets a number (``_probe_signature``), and probes are memoised under
+# (number, n_ctx, -ngl, --n-cpu-moe): a key of four small ints hashes in a fraction of the time the
+# Context and Layout dataclasses take, and machines that share a GPU count (one GPU: any memory
+# size; several: the same budgets) share probes. Numbers are never reused, so clearing is safe.
+
+_PROBE_SIGS: dict[tuple[object, ...], tuple[Profile, int]] = {}
+_PROBE_SIG_IDS = itertools.count()
+_PROBES: dict[tuple[int, int, int, int], tuple[Layout, Breakdown]] = {}
+
+
+def _signature(prof: Profile, key: tuple[object, ...]) -> int:
+    """The number of ``key`` (which starts with ``id(prof)``), for as long as ``prof`` lives."""
+    hit = _PROBE_SIGS.get(key)
+    if hit is None or hit[0] is not prof:
+        if len(_PROBE_SIGS) > 65536:
+            _PROBE_SIGS.clear()
+        hit = _PROBE_SIGS[key] = (prof, next(_PROBE_SIG_IDS))
+    return hit[1]
+
+
+def _probe_signature(req: _Request, hw: _Hardware, budgets: tuple[int, ...]) -> int:
+    key = (id(req.prof), req.sig, hw.n_gpu, budgets if hw.n_gpu > 1 else (), hw.backend, hw.overhead)
+    return _signature(req.prof, key)
+
+
+def _probe(setup: _Setup, n_ctx: int, gpu_layers: int, n_cpu_moe: int) -> tuple[Layout, Breakdown]:
+    """The Layout ``_layout`` builds and its Breakdown (memoised; see ``_probe_signature``)."""
+    key = (setup.probe_sig, n_ctx, gpu_layers, n_cpu_moe)
+    hit = _PROBES.get(key)
+    if hit is None:
+        layout = _layout(setup, n_ctx, gpu_layers, n_cpu_moe)
+        hit = (layout, _evaluate(setup, n_ctx, layout))
+        if len(_PROBES) > 65536:
+            _PROBES.clear()
+        _PROBES[key] = hit
+    return hit
+
+
+def _clear_probes() -> None:
+    _PROBES.clear()
+
+
+memory._CLEARERS.append(_clear_probes)
+
+
 def _host_need(setup: _Setup, b: Breakdown, *, disk: bool = False) -> int:
     need = b.host_total - (b.host_weights - b.host_weights_repack if disk else 0)
-    if setup.machine.unified_memory:
+    if setup.unified:
         need += sum(b.gpu_total)
     return need
 
 
 def _fits(setup: _Setup, b: Breakdown, *, disk: bool = False) -> bool:
-    budgets = setup.budgets
-    for i, t in enumerate(b.gpu_total):
-        if t > budgets[i]:
+    for t, cap in zip(b.gpu_total, setup.budgets):  # noqa: B905 - as many totals as budgets
+        if t > cap:
             return False
-    return _host_need(setup, b, disk=disk) <= setup.host_budget
+    need = b.host_total - (b.host_weights - b.host_weights_repack if disk else 0)
+    if setup.unified:
+        need += sum(b.gpu_total)
+    if need <= setup.host_budget:
+        if need > setup.host_floor:
+            setup.host_floor = need
+        return True
+    if need < setup.host_ceil:
+        setup.host_ceil = need
+    return False
 
 
 # ------------------------------------------------------------------------------------------------
@@ -143,6 +216,8 @@ def _balanced_split(setup: _Setup, n_ctx: int, gpu_layers: int, n_cpu_moe: int) 
         setup.budgets,
         setup.overhead,
         setup.n_seq,
+        o.batch,
+        o.ubatch,
         o.cache_type_k,
         o.cache_type_v,
         setup.flash_attn,
@@ -174,7 +249,7 @@ def _compute_split(setup: _Setup, n_ctx: int, gpu_layers: int, n_cpu_moe: int) -
     dense, experts, rcount = prof.dense.cuda, prof.experts.cuda, prof.recurrent_count
     ncm = min(n_cpu_moe, n_layer)
 
-    def cum(i: int) -> int:  # GPU bytes of layers [0, i) if they were all on a GPU
+    def cum(i: int) -> int:  # GPU bytes of layers [0, i) if they were all on a GPU (nondecreasing in i)
         return dense[i] + experts[i] - experts[min(i, ncm)] + full_p[i] * kv_full + swa_p[i] * kv_swa + rcount[i] * rec
 
     base = cum(start)
@@ -184,17 +259,41 @@ def _compute_split(setup: _Setup, n_ctx: int, gpu_layers: int, n_cpu_moe: int) -
     counts: list[int] = []
     prev = start
     target = 0.0
+    at_end = cum(n_layer) - base
+    at_prev = 0  # cum(prev) - base
     for g in range(n - 1):
         target += total_cost * free[g] / total_free
-        lo, hi = prev, n_layer  # largest i in [prev, n_layer] with cum(i) - base <= target
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if cum(mid) - base <= target:
-                lo = mid
-            else:
-                hi = mid - 1
-        if lo < n_layer and (cum(lo + 1) - base) - target < target - (cum(lo) - base):
-            lo += 1
+        # lo: the largest i in (prev, n_layer] with cum(i) - base <= target, else prev (cum is
+        # nondecreasing). Walked to from where it would be were the layers after prev all the same
+        # size: a layer or two away, where bisecting (prev, n_layer] takes about log2(n_layer) steps.
+        lo = prev
+        if n_layer > prev:
+            per_layer = (at_end - at_prev) / (n_layer - prev)
+            guess = prev + int((target - at_prev) / per_layer) if per_layer > 0 else n_layer
+            lo = min(max(guess, prev), n_layer)
+        at_lo = cum(lo) - base
+        at_next = None  # cum(lo + 1) - base, once known
+        if at_lo <= target:
+            while lo < n_layer:
+                at_next = cum(lo + 1) - base
+                if at_next > target:
+                    break
+                lo, at_lo, at_next = lo + 1, at_next, None
+        else:
+            while lo > prev:
+                at_next = at_lo
+                lo -= 1
+                at_lo = cum(lo) - base
+                if at_lo <= target:
+                    break
+            if at_lo > target:  # lo == prev: nothing in (prev, n_layer] is within the target
+                at_next = None
+        if lo < n_layer:
+            if at_next is None:
+                at_next = cum(lo + 1) - base
+            if at_next - target < target - at_lo:  # round to the nearer layer boundary
+                lo, at_lo = lo + 1, at_next
+        at_prev = at_lo
         counts.append(lo - prev)
         prev = lo
     counts.append(n_layer + 1 - start - sum(counts))
@@ -250,13 +349,13 @@ def _smallest(lo: int, hi: int, ok: Callable[[int], bool]) -> int | None:
 
 def _max_context(
     setup: _Setup,
-    make: Callable[[int], Layout],
+    probe: Callable[[int], tuple[Layout, Breakdown]],
     *,
     disk: bool = False,
     known: tuple[int, Layout, Breakdown] | None = None,
 ) -> tuple[int, Layout, Breakdown, bool]:
     """(context, layout, breakdown, fits): the largest context (multiple of 256) that fits with the
-    layout ``make`` builds for it; when even the minimum context does not fit, that breakdown.
+    layout ``probe`` gives for it; when even the minimum context does not fit, that breakdown.
 
     Memory grows about linearly with context, so the answer is found by secant steps on the
     slack of the tightest budget, then confirmed by bisection inside the bracket they leave.
@@ -266,8 +365,7 @@ def _max_context(
         n_ctx = setup.min_ctx // 256 * 256
         if known is not None and known[0] // 256 * 256 == n_ctx:
             return n_ctx, known[1], known[2], _fits(setup, known[2], disk=disk)
-        layout = make(n_ctx)
-        b = _evaluate(setup, n_ctx, layout)
+        layout, b = probe(n_ctx)
         return n_ctx, layout, b, _fits(setup, b, disk=disk)
     cache: dict[int, tuple[bool, Breakdown, Layout]] = {}
     if known is not None:
@@ -276,9 +374,7 @@ def _max_context(
     def check(steps: int) -> tuple[bool, Breakdown, Layout]:
         hit = cache.get(steps)
         if hit is None:
-            n_ctx = steps * 256
-            layout = make(n_ctx)
-            b = _evaluate(setup, n_ctx, layout)
+            layout, b = probe(steps * 256)
             hit = (_fits(setup, b, disk=disk), b, layout)
             cache[steps] = hit
         return hit
@@ -319,6 +415,7 @@ def _max_context(
 def _slack(setup: _Setup, b: Breakdown, disk: bool) -> float:
     """Free bytes left on the tightest budget (negative when over); GPUs count together, as the split
     follows their free memory."""
+    setup.host_exact = True  # the secant steps use the host budget's value
     slacks = [float(setup.host_budget - _host_need(setup, b, disk=disk))]
     if setup.n_gpu:
         slacks.append(float(sum(setup.budgets) - sum(b.gpu_total)))
@@ -342,7 +439,7 @@ class _Choice:
 
 def _try_gpu(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _Choice | None:
     full = setup.prof.n_layer + 1
-    n_ctx, layout, b, ok = _max_context(setup, lambda c: _layout(setup, c, full, 0))
+    n_ctx, layout, b, ok = _max_context(setup, lambda c: _probe(setup, c, full, 0))
     if not ok:
         reasons.append(_why(setup, "all layers on GPU", n_ctx, b))
         state["overflow"] = _overflow(setup, b)
@@ -377,7 +474,7 @@ def _try_cpu_moe(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _C
     def ok(n: int) -> bool:
         hit = results.get(n)
         if hit is None:
-            b = _evaluate(setup, c0, _layout(setup, c0, full, n))
+            b = _probe(setup, c0, full, n)[1]
             hit = (_fits(setup, b), b)
             results[n] = hit
         return hit[0]
@@ -390,8 +487,8 @@ def _try_cpu_moe(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _C
     if n_cpu_moe is None:
         reasons.append(_why(setup, "all layers on GPU with every expert on the host", c0, results[prof.n_layer][1]))
         return None
-    known = (c0, _layout(setup, c0, full, n_cpu_moe), results[n_cpu_moe][1])
-    n_ctx, layout, b, fits = _max_context(setup, lambda c: _layout(setup, c, full, n_cpu_moe), known=known)
+    known = (c0, *_probe(setup, c0, full, n_cpu_moe))
+    n_ctx, layout, b, fits = _max_context(setup, lambda c: _probe(setup, c, full, n_cpu_moe), known=known)
     if not fits:  # pragma: no cover - ok(n_cpu_moe) held at the minimum context
         return None
     return _Choice(Strategy.GPU_CPU_MOE, n_ctx, layout, b)
@@ -406,7 +503,7 @@ def _try_partial(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _C
     def ok(k: int) -> bool:
         hit = results.get(k)
         if hit is None:
-            b = _evaluate(setup, c0, _layout(setup, c0, k, cpu_moe))
+            b = _probe(setup, c0, k, cpu_moe)[1]
             hit = (_fits(setup, b), b)
             results[k] = hit
         return hit[0]
@@ -419,8 +516,8 @@ def _try_partial(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _C
         reasons.append(_why(setup, "one layer on GPU", c0, results[1][1]))
         return None
     ngl = prof.n_layer + 1 - k
-    known = (c0, _layout(setup, c0, ngl, cpu_moe), results[ngl][1])
-    n_ctx, layout, b, fits = _max_context(setup, lambda c: _layout(setup, c, ngl, cpu_moe), known=known)
+    known = (c0, *_probe(setup, c0, ngl, cpu_moe))
+    n_ctx, layout, b, fits = _max_context(setup, lambda c: _probe(setup, c, ngl, cpu_moe), known=known)
     if not fits:  # pragma: no cover
         return None
     return _Choice(Strategy.PARTIAL_OFFLOAD, n_ctx, layout, b)
@@ -429,11 +526,12 @@ def _try_partial(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _C
 def _try_cpu(setup: _Setup, reasons: list[str], state: dict[str, int], *, disk: bool = False) -> _Choice | None:
     # reading from disk only helps for mapped weights: repacked CPU weights are copies in RAM
     layout = Layout(n_gpu=setup.n_gpu, gpu_layers=0, mmap=setup.opts.mmap or disk, cpu_repack=not disk)
-    n_ctx, layout, b, fits = _max_context(setup, lambda c: layout, disk=disk)
+    n_ctx, layout, b, fits = _max_context(setup, lambda c: (layout, _evaluate(setup, c, layout)), disk=disk)
     if not fits:
         if not disk:
             reasons.append(_why(setup, "everything in host RAM", n_ctx, b))
         else:
+            setup.host_exact = True
             reasons.append(
                 f"reading weights from disk: even without the weights, the host needs "
                 f"{_gib(_host_need(setup, b, disk=True))} at {n_ctx} tokens of context, "
@@ -451,7 +549,10 @@ def _why(setup: _Setup, what: str, n_ctx: int, b: Breakdown) -> str:
             parts.append(f"{names[i]} needs {_gib(t)} of {_gib(cap)} usable")
     host = _host_need(setup, b)
     if host > setup.host_budget:
+        setup.host_exact = True
         parts.append(f"host needs {_gib(host)} of {_gib(setup.host_budget)} usable RAM")
+    elif host > setup.host_floor:
+        setup.host_floor = host
     return f"{what}: " + ("; ".join(parts) or "does not fit") + f" (at {n_ctx} tokens of context)"
 
 
@@ -460,21 +561,106 @@ def _why(setup: _Setup, what: str, n_ctx: int, b: Breakdown) -> str:
 # ------------------------------------------------------------------------------------------------
 
 
-_NAMES: dict[int, tuple[Machine, list[str]]] = {}
+@dataclass(frozen=True, slots=True)
+class _Hardware:
+    """What planning reads from a Machine, derived once per Machine object (``_hardware``)."""
+
+    machine: Machine
+    backend: str
+    n_gpu: int  # GPUs planned on (none on the CPU backend)
+    overhead: int  # runtime bytes per GPU
+    memories: tuple[int, ...]  # memory_bytes of the GPUs planned on
+    vram_total_bytes: int
+    gpu_names: tuple[str, ...]  # "CUDA0 (NVIDIA L4)", per device
+    capacities: tuple[int, ...]  # memory_bytes per device
 
 
-def _gpu_names(setup: _Setup) -> list[str]:
-    hit = _NAMES.get(id(setup.machine))
-    if hit is None or hit[0] is not setup.machine:
-        prefix = _DEVICE_PREFIX.get(setup.backend, "GPU")
-        names = [f"{prefix}{i} ({d.name})" for i, d in enumerate(setup.machine.devices)]
-        if len(_NAMES) > 4096:
-            _NAMES.clear()
-        hit = _NAMES[id(setup.machine)] = (setup.machine, names)
-    return hit[1]
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """What planning derives from a (spec, options) pair alone, once per pair of objects (``_request``)."""
+
+    spec: ModelSpec
+    opts: Options  # validated
+    prof: Profile
+    flash_attn: bool
+    n_seq: int
+    min_ctx: int
+    max_ctx: int
+    fixed_ctx: bool
+    sig: int  # names the profile and the options a placement's bytes depend on
 
 
-def _resolve_flash_attn(spec: ModelSpec, machine: Machine, opts: Options) -> bool:
+_HARDWARE: dict[int, _Hardware] = {}
+_REQUESTS: dict[tuple[int, int], _Request] = {}
+
+
+def _hardware(machine: Machine) -> _Hardware:
+    hit = _HARDWARE.get(id(machine))
+    if hit is not None and hit.machine is machine:
+        return hit
+    backend = str(machine.backend)
+    n_gpu = len(machine.devices) if backend != "cpu" else 0
+    prefix = _DEVICE_PREFIX.get(backend, "GPU")
+    memories = tuple(d.memory_bytes for d in machine.devices[:n_gpu])
+    hit = _Hardware(
+        machine=machine,
+        backend=backend,
+        n_gpu=n_gpu,
+        overhead=gpu_overhead_bytes(backend),
+        memories=memories,
+        vram_total_bytes=sum(memories),
+        gpu_names=tuple(f"{prefix}{i} ({d.name})" for i, d in enumerate(machine.devices)),
+        capacities=tuple(d.memory_bytes for d in machine.devices),
+    )
+    if len(_HARDWARE) > 4096:
+        _HARDWARE.clear()
+    _HARDWARE[id(machine)] = hit
+    return hit
+
+
+def _request(spec: ModelSpec, opts: Options) -> _Request:
+    """The validated options with what follows from them for ``spec`` (both frozen: derived once per pair)."""
+    hit = _REQUESTS.get((id(spec), id(opts)))
+    if hit is not None and hit.spec is spec and hit.opts is opts:
+        return hit
+    _validate(opts)
+    prof = profile(spec)
+    trained = spec.trained_context or MIN_CONTEXT
+    cap_per_slot = opts.context_cap or trained
+    n_seq = opts.parallel
+    flash = _resolve_flash_attn(spec, opts)
+    if opts.context is not None:
+        min_ctx = max_ctx = _round_ctx(opts.context)
+    else:
+        max_ctx = max(256, cap_per_slot // 256 * 256) * n_seq
+        min_ctx = min(_round_ctx(MIN_CONTEXT * n_seq), max_ctx)
+    sig_key = (id(prof), n_seq, opts.batch, opts.ubatch, opts.cache_type_k, opts.cache_type_v, flash, opts.mmap)
+    hit = _Request(
+        spec=spec,
+        opts=opts,
+        prof=prof,
+        flash_attn=flash,
+        n_seq=n_seq,
+        min_ctx=min_ctx,
+        max_ctx=max_ctx,
+        fixed_ctx=opts.context is not None,
+        sig=_signature(prof, sig_key),
+    )
+    if len(_REQUESTS) > 256:  # each holds its spec alive
+        _REQUESTS.clear()
+    _REQUESTS[(id(spec), id(opts))] = hit
+    return hit
+
+
+# per-Machine facts stay (as the speed estimate's per-machine table does); per-request ones are cleared
+memory._CLEARERS.append(_REQUESTS.clear)
+
+
+def _gpu_names(setup: _Setup) -> tuple[str, ...]:
+    return setup.hw.gpu_names
+
+
+def _resolve_flash_attn(spec: ModelSpec, opts: Options) -> bool:
     if opts.flash_attn is FlashAttn.ON:
         return True
     if opts.flash_attn is FlashAttn.OFF:
@@ -509,35 +695,29 @@ def _validate(opts: Options) -> None:
 
 
 def _setup(spec: ModelSpec, machine: Machine, opts: Options) -> _Setup:
-    prof = profile(spec)
-    backend = str(machine.backend)
-    n_gpu = len(machine.devices) if backend != "cpu" else 0
-    overhead = gpu_overhead_bytes(backend)
-    budgets = tuple(max(d.memory_bytes - opts.gpu_margin_bytes, 0) for d in machine.devices[:n_gpu])
-    trained = spec.trained_context or MIN_CONTEXT
-    cap_per_slot = opts.context_cap or trained
-    n_seq = opts.parallel
-    fixed = opts.context is not None
-    if opts.context is not None:
-        min_ctx = max_ctx = _round_ctx(opts.context)
-    else:
-        max_ctx = max(256, cap_per_slot // 256 * 256) * n_seq
-        min_ctx = min(_round_ctx(MIN_CONTEXT * n_seq), max_ctx)
+    req = _request(spec, opts)
+    hw = _hardware(machine)
+    margin = opts.gpu_margin_bytes
+    budgets = tuple([m - margin if m > margin else 0 for m in hw.memories])
+    host = machine.host_ram_bytes - opts.host_reserved_bytes
     return _Setup(
-        spec=spec,
-        prof=prof,
-        machine=machine,
-        opts=opts,
-        n_gpu=n_gpu,
-        budgets=budgets,
-        host_budget=max(machine.host_ram_bytes - opts.host_reserved_bytes, 0),
-        flash_attn=_resolve_flash_attn(spec, machine, opts),
-        backend=backend,
-        overhead=overhead,
-        n_seq=n_seq,
-        min_ctx=min_ctx,
-        max_ctx=max_ctx,
-        fixed_ctx=fixed,
+        spec,
+        req.prof,
+        machine,
+        opts,
+        hw.n_gpu,
+        budgets,
+        host if host > 0 else 0,
+        req.flash_attn,
+        hw.backend,
+        hw.overhead,
+        req.n_seq,
+        req.min_ctx,
+        req.max_ctx,
+        req.fixed_ctx,
+        _probe_signature(req, hw, budgets),
+        machine.unified_memory,
+        hw,
     )
 
 
@@ -549,7 +729,7 @@ def _forced(setup: _Setup, reasons: list[str]) -> _Choice | None:
     if setup.n_gpu == 0:
         ngl = 0
     n_cpu_moe = max(0, min(o.n_cpu_moe or 0, prof.n_layer))
-    n_ctx, layout, b, fits = _max_context(setup, lambda c: _layout(setup, c, ngl, n_cpu_moe))
+    n_ctx, layout, b, fits = _max_context(setup, lambda c: _probe(setup, c, ngl, n_cpu_moe))
     if not fits:
         reasons.append(_why(setup, f"-ngl {ngl} --n-cpu-moe {n_cpu_moe}", n_ctx, b))
         return None
@@ -564,7 +744,52 @@ def _forced(setup: _Setup, reasons: list[str]) -> _Choice | None:
     return _Choice(strategy, n_ctx, layout, b)
 
 
+# Search memo. Given everything else a search reads (the probe signature, the GPU budgets and names,
+# unified memory, the context bounds, forced -ngl / --n-cpu-moe), its outcome depends on the host
+# budget only through comparisons ``need <= host_budget`` (``_fits``, ``_why``), unless the budget's
+# value itself is used: in a reason's text, or in the secant steps of the largest-context search
+# (``_slack``). A search records the interval of host budgets its comparisons allow
+# (``host_floor <= budget < host_ceil``) or that the exact value was used; a later search with the same
+# key and a budget in a recorded interval (or equal to a recorded exact budget) has the same outcome,
+# so machines that share their GPUs but not their RAM share placement searches.
+
+_SearchResult = tuple[int, int, int | None, "_Choice | None", tuple[str, ...]]  # floor, ceil, exact budget
+_SEARCHES: dict[tuple[object, ...], list[_SearchResult]] = {}
+
+memory._CLEARERS.append(_SEARCHES.clear)
+
+
 def _search(setup: _Setup) -> tuple[_Choice | None, list[str]]:
+    """The first strategy that fits (or None) and the reasons the faster ones did not (memoised: see above)."""
+    o = setup.opts
+    key = (
+        setup.probe_sig,
+        setup.budgets,
+        setup.unified,
+        setup.hw.gpu_names,
+        setup.min_ctx,
+        setup.max_ctx,
+        setup.fixed_ctx,
+        o.gpu_layers,
+        o.n_cpu_moe,
+    )
+    budget = setup.host_budget
+    known = _SEARCHES.get(key)
+    if known is not None:
+        for floor, ceil, exact, choice, reasons in known:
+            if (floor <= budget < ceil) if exact is None else exact == budget:
+                return choice, list(reasons)
+    choice, found = _run_search(setup)
+    if known is None:
+        if len(_SEARCHES) > 16384:
+            _SEARCHES.clear()
+        known = _SEARCHES[key] = []
+    exact = budget if setup.host_exact else None
+    known.append((setup.host_floor, setup.host_ceil, exact, choice, tuple(found)))
+    return choice, found
+
+
+def _run_search(setup: _Setup) -> tuple[_Choice | None, list[str]]:
     reasons: list[str] = []
     o = setup.opts
     if o.gpu_layers is not None or o.n_cpu_moe is not None:
@@ -611,30 +836,24 @@ def _server_args(setup: _Setup, choice: _Choice | None, n_ctx: int) -> tuple[str
 
 
 def _devices(setup: _Setup, b: Breakdown) -> tuple[DeviceUsage, ...]:
-    out: list[DeviceUsage] = []
-    for i, name in enumerate(_gpu_names(setup)):
-        out.append(
-            DeviceUsage(
-                name=name,
-                kind="gpu",
-                capacity_bytes=setup.machine.devices[i].memory_bytes,
-                weights_bytes=b.gpu_weights[i],
-                kv_bytes=b.gpu_kv[i],
-                recurrent_bytes=b.gpu_recurrent[i],
-                compute_bytes=b.gpu_compute[i],
-                other_bytes=b.gpu_other[i],
-            )
+    hw = setup.hw
+    out = [
+        # DeviceUsage(name, kind, capacity, weights, kv, recurrent, compute, other)
+        DeviceUsage(name, "gpu", cap, w, kv, rec, comp, other)
+        for name, cap, w, kv, rec, comp, other in zip(  # noqa: B905 - one figure per GPU
+            hw.gpu_names, hw.capacities, b.gpu_weights, b.gpu_kv, b.gpu_recurrent, b.gpu_compute, b.gpu_other
         )
+    ]
     out.append(
         DeviceUsage(
-            name="host",
-            kind="host",
-            capacity_bytes=setup.machine.host_ram_bytes,
-            weights_bytes=b.host_weights,
-            kv_bytes=b.host_kv,
-            recurrent_bytes=b.host_recurrent,
-            compute_bytes=b.host_compute,
-            other_bytes=b.host_output,
+            "host",
+            "host",
+            setup.machine.host_ram_bytes,
+            b.host_weights,
+            b.host_kv,
+            b.host_recurrent,
+            b.host_compute,
+            b.host_output,
         )
     )
     return tuple(out)
@@ -677,7 +896,6 @@ def _warnings(setup: _Setup, choice: _Choice | None, n_ctx: int) -> list[str]:
 def make_plan(spec: ModelSpec, machine: Machine, options: Options | None = None) -> Plan:
     """Decide how llama.cpp runs ``spec`` on ``machine`` and predict every buffer it allocates."""
     opts = options or Options()
-    _validate(opts)
     setup = _setup(spec, machine, opts)
     choice, reasons = _search(setup)
     prof = setup.prof
@@ -697,83 +915,77 @@ def make_plan(spec: ModelSpec, machine: Machine, options: Options | None = None)
         host_layers = max(prof.n_layer + 1 - layout.gpu_layers, 0) if setup.n_gpu else prof.n_layer
         cut = max(min(prof.n_layer, max(host_layers, layout.n_cpu_moe if layout.gpu_layers else 0)), 0)
         experts_on_host = _moe_layers_below(prof, cut)
-    ram_required = _host_need(setup, b, disk=choice is not None and choice.strategy is Strategy.DISK)
-    plan = _new_plan(
-        model_id=spec.model_id,
-        model_name=spec.name,
-        quant=spec.ftype,
-        target_id=machine.id,
-        target_name=machine.name,
-        gpu_class=machine.gpu_class,
-        gguf_repo=spec.gguf_repo,
-        fits=choice is not None,
-        strategy=choice.strategy if choice else None,
-        reasons=tuple(reasons),
-        context=n_ctx,
-        parallel=setup.n_seq,
-        gpu_layers=b.gpu_layer_count if choice else 0,
-        total_layers=total_layers,
-        n_cpu_moe=layout.n_cpu_moe,
-        tensor_split=tuple(layout.tensor_split) if layout.gpu_layers else (),
-        flash_attention=setup.flash_attn,
-        cache_type_k=opts.cache_type_k,
-        cache_type_v=opts.cache_type_v,
-        batch=opts.batch,
-        ubatch=opts.ubatch,
-        backend=setup.backend,
-        model_bytes=spec.file_bytes or spec.tensor_bytes,
-        vram_total_bytes=sum(d.memory_bytes for d in machine.devices[: setup.n_gpu]),
-        vram_used_bytes=sum(gpu_total),
-        ram_total_bytes=machine.host_ram_bytes,
-        ram_required_bytes=ram_required,
-        reading_from_disk=choice is not None and choice.strategy is Strategy.DISK,
-        devices=_devices(setup, b),
-        llama_server_args=_server_args(setup, choice, n_ctx),
-        warnings=tuple(_warnings(setup, choice, n_ctx)),
-        trained_context=spec.trained_context,
-        experts_on_cpu_layers=experts_on_host,
-        moe_layers=prof.moe_layers,
-        prompt_tokens=opts.prompt_tokens,
-        extra={
+    disk = choice is not None and choice.strategy is Strategy.DISK
+    # every field of Plan, in order (see _new_plan)
+    state: dict[str, Any] = {
+        "model_id": spec.model_id,
+        "model_name": spec.name,
+        "quant": spec.ftype,
+        "target_id": machine.id,
+        "target_name": machine.name,
+        "gpu_class": machine.gpu_class,
+        "gguf_repo": spec.gguf_repo,
+        "fits": choice is not None,
+        "strategy": choice.strategy if choice else None,
+        "reasons": tuple(reasons),
+        "context": n_ctx,
+        "parallel": setup.n_seq,
+        "gpu_layers": b.gpu_layer_count if choice else 0,
+        "total_layers": total_layers,
+        "n_cpu_moe": layout.n_cpu_moe,
+        "tensor_split": tuple(layout.tensor_split) if layout.gpu_layers else (),
+        "flash_attention": setup.flash_attn,
+        "cache_type_k": opts.cache_type_k,
+        "cache_type_v": opts.cache_type_v,
+        "batch": opts.batch,
+        "ubatch": opts.ubatch,
+        "backend": setup.backend,
+        "model_bytes": spec.file_bytes or spec.tensor_bytes,
+        "vram_total_bytes": setup.hw.vram_total_bytes,
+        "vram_used_bytes": sum(gpu_total),
+        "ram_total_bytes": machine.host_ram_bytes,
+        "ram_required_bytes": _host_need(setup, b, disk=disk),
+        "reading_from_disk": disk,
+        "devices": _devices(setup, b),
+        "llama_server_args": _server_args(setup, choice, n_ctx),
+        "warnings": tuple(_warnings(setup, choice, n_ctx)),
+        "trained_context": spec.trained_context,
+        "experts_on_cpu_layers": experts_on_host,
+        "moe_layers": prof.moe_layers,
+        "decode_tok_s": None,
+        "decode_tok_s_parallel": None,
+        "prefill_tok_s": None,
+        "ttft_s": None,
+        "prompt_tokens": opts.prompt_tokens,
+        "cost_per_mtok": None,
+        "cost_per_mtok_parallel": None,
+        "price_per_hour": None,
+        "currency": "",
+        "bottleneck": "",
+        "extra": {
             "context_per_slot": n_ctx // setup.n_seq,
             "pipeline_parallel": b.pipeline_parallel,
             "gpu_margin_bytes": opts.gpu_margin_bytes,
             "host_reserved_bytes": opts.host_reserved_bytes,
         },
-    )
-    return _with_speed(plan, spec, machine)
+    }
+    return _with_speed(_new_plan(state), spec, machine)
 
 
-def _plan_defaults() -> tuple[dict[str, object], dict[str, Callable[[], object]]]:
-    defaults: dict[str, object] = {}
-    factories: dict[str, Callable[[], object]] = {}
-    for f in dataclasses.fields(Plan):
-        if f.default is not dataclasses.MISSING:
-            defaults[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            factories[f.name] = f.default_factory
-    return defaults, factories
-
-
-_PLAN_DEFAULTS, _PLAN_FACTORIES = _plan_defaults()
 _PLAN_FIELDS = frozenset(f.name for f in dataclasses.fields(Plan))
+# Plan is a frozen dataclass with neither __post_init__ nor slots: its instance state is its __dict__
+_PLAN_PLAIN = not hasattr(Plan, "__post_init__") and not hasattr(Plan, "__slots__")
 
 
-def _new_plan(**values: Any) -> Plan:
-    """``Plan(**values)`` without the frozen dataclass's per-field ``object.__setattr__`` calls (Plan has
-    no ``__post_init__`` and no slots; with either, the regular constructor runs)."""
-    if hasattr(Plan, "__post_init__") or not hasattr(Plan, "__dict__") or set(values) - _PLAN_FIELDS:
-        return Plan(**values)  # pragma: no cover - a changed Plan
-    missing = _PLAN_FIELDS.difference(values).difference(_PLAN_DEFAULTS).difference(_PLAN_FACTORIES)
-    if missing:  # pragma: no cover - a required field forgotten: let the constructor say which
-        return Plan(**values)
+def _new_plan(state: dict[str, Any]) -> Plan:
+    """``Plan(**state)`` for a ``state`` naming every field, without the frozen dataclass's ``__init__`` (one
+    ``object.__setattr__`` call per field): the dict becomes the instance's ``__dict__``. A changed Plan
+    (a field added or renamed, a ``__post_init__``, slots) takes the regular constructor, which then says
+    what is wrong."""
+    if not _PLAN_PLAIN or state.keys() != _PLAN_FIELDS:
+        return Plan(**state)  # pragma: no cover - a changed Plan
     plan = object.__new__(Plan)
-    state = plan.__dict__
-    state.update(_PLAN_DEFAULTS)
-    for name, factory in _PLAN_FACTORIES.items():
-        if name not in values:
-            state[name] = factory()
-    state.update(values)
+    plan.__dict__.update(state)
     return plan
 
 

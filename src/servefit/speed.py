@@ -30,6 +30,7 @@ import dataclasses
 import functools
 import itertools
 import math
+import operator
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -332,7 +333,11 @@ class _MachineInfo:
     family: str
     peaks: tuple[tuple[float, float], ...]  # tensor_peaks_tflops per GPU
     sig: int  # equal for machines whose every figure an estimate reads is equal (price aside)
+    gpu_sig: int  # equal for machines with the same backend and GPUs (all that counts with no byte on the host)
     memories: tuple[int, ...]  # memory_bytes per GPU
+    peaks_id: int  # equal for equal ``peaks``
+    bandwidths: tuple[float, ...]  # bandwidth_gb_s * 1e9 per GPU (bytes/s)
+    host_gb_s: float  # _host_bandwidth_gb_s
 
 
 _MACHINES: dict[int, _MachineInfo] = {}
@@ -340,10 +345,15 @@ _SIGNATURES: dict[tuple[object, ...], int] = {}
 _SIGNATURE_IDS = itertools.count()
 
 
-def _signature(machine: Machine) -> int:
-    """A number naming the machine's hardware (backend, devices, cores, RAM and disk bandwidth): equal
-    numbers, equal speed figures. Numbers are never reused, so forgetting the table is always safe."""
-    sig = (machine.backend, machine.devices, machine.cpu_cores, machine.ram_bandwidth_gb_s, machine.disk_read_gb_s)
+def _signature(machine: Machine, *, gpus_only: bool = False) -> int:
+    """A number naming the machine's hardware (backend, devices, cores, RAM and disk bandwidth; with
+    ``gpus_only``, backend and devices): equal numbers, equal speed figures. Numbers are never reused,
+    so forgetting the table is always safe."""
+    sig: tuple[object, ...]
+    if gpus_only:
+        sig = ("gpus", machine.backend, machine.devices)
+    else:
+        sig = (machine.backend, machine.devices, machine.cpu_cores, machine.ram_bandwidth_gb_s, machine.disk_read_gb_s)
     hit = _SIGNATURES.get(sig)
     if hit is None:
         if len(_SIGNATURES) > 65536:
@@ -352,17 +362,35 @@ def _signature(machine: Machine) -> int:
     return hit
 
 
+_INTERNED: dict[object, int] = {}
+
+
+def _intern(value: object) -> int:
+    """A number per distinct hashable ``value`` (a short memo key for a nested tuple); never reused."""
+    hit = _INTERNED.get(value)
+    if hit is None:
+        if len(_INTERNED) > 65536:
+            _INTERNED.clear()
+        hit = _INTERNED[value] = next(_SIGNATURE_IDS)
+    return hit
+
+
 def _machine_info(machine: Machine) -> _MachineInfo:
     hit = _MACHINES.get(id(machine))
     if hit is not None and hit.machine is machine:
         return hit
+    peaks = tuple(tensor_peaks_tflops(d, machine) for d in machine.devices)
     hit = _MachineInfo(
         machine=machine,
         backend=backend_family(machine),
         family=family_of(machine),
-        peaks=tuple(tensor_peaks_tflops(d, machine) for d in machine.devices),
+        peaks=peaks,
         sig=_signature(machine),
+        gpu_sig=_signature(machine, gpus_only=True),
         memories=tuple(d.memory_bytes for d in machine.devices),
+        peaks_id=_intern(peaks),
+        bandwidths=tuple(d.bandwidth_gb_s * 1e9 for d in machine.devices),
+        host_gb_s=_host_bandwidth_gb_s(machine),
     )
     if len(_MACHINES) > 4096:
         _MACHINES.clear()
@@ -380,6 +408,7 @@ class _Placement:
     ranges: tuple[tuple[int, int, int], ...]  # (device, first layer, end layer) per GPU that holds layers
     used_devs: tuple[int, ...]  # GPUs holding any layer or the output layer, in order
     shape: tuple[object, ...]  # (start, ranges, output): what the per-spec sums depend on
+    shape_id: int  # equal for equal shapes (``_intern``)
 
 
 _PLACEMENTS: dict[tuple[object, ...], _Placement] = {}
@@ -399,16 +428,23 @@ def _placement(plan: Plan, spec: ModelSpec, machine: Machine) -> _Placement:
     if hit is not None:
         return hit
     layers, output = layer_locations(plan, spec, machine)
-    start = next((il for il, loc in enumerate(layers) if loc != HOST), len(layers))
+    # runs of equal devices (a few per plan: walked run by run, not layer by layer)
     ranges: list[tuple[int, int, int]] = []
-    for il in range(start, len(layers)):
-        if ranges and ranges[-1][0] == layers[il]:
-            d, lo, _hi = ranges[-1]
-            ranges[-1] = (d, lo, il + 1)
-        else:
-            ranges.append((layers[il], il, il + 1))
-    used = tuple(sorted({loc for loc in [*layers, output] if loc != HOST}))
-    hit = _Placement(tuple(layers), output, start, tuple(ranges), used, (start, tuple(ranges), output))
+    start = len(layers)
+    il = 0
+    for loc, run in itertools.groupby(layers):
+        end = il + len(list(run))
+        if loc != HOST or ranges:
+            if not ranges:
+                start = il
+            ranges.append((loc, il, end))
+        il = end
+    devices = set(layers)
+    devices.add(output)
+    devices.discard(HOST)
+    used = tuple(sorted(devices))
+    shape = (start, tuple(ranges), output)
+    hit = _Placement(tuple(layers), output, start, tuple(ranges), used, shape, _intern(shape))
     if len(_PLACEMENTS) > 4096:
         _PLACEMENTS.clear()
     _PLACEMENTS[key] = hit
@@ -898,18 +934,23 @@ def _row_bytes(cache_type: str, n: int) -> int:
 
 def decode_terms(plan: Plan, spec: ModelSpec, machine: Machine, *, depth: int, streams: int = 1) -> DecodeTerms:
     """Ideal times of one decode step for ``streams`` sequences each ``depth`` tokens deep."""
-    streams = max(streams, 1)
-    place = _placement(plan, spec, machine)
+    return _decode_terms(plan, spec, machine, _placement(plan, spec, machine), depth, max(streams, 1))
+
+
+def _decode_terms(
+    plan: Plan, spec: ModelSpec, machine: Machine, place: _Placement, depth: int, streams: int
+) -> DecodeTerms:
     layers, output = place.layers, place.output
     n_cpu_moe = plan.n_cpu_moe if machine.devices else spec.hparams.n_layer
     devs = machine.devices
-    peaks = _machine_info(machine).peaks
+    info = _machine_info(machine)
+    peaks = info.peaks
     fast = _fast(spec)
     if fast is not None:
         key = (
-            place.shape,
+            place.shape_id,
             n_cpu_moe,
-            peaks,
+            info.peaks_id,
             depth,
             streams,
             plan.cache_type_k,
@@ -940,10 +981,11 @@ def decode_terms(plan: Plan, spec: ModelSpec, machine: Machine, *, depth: int, s
         host_expert_layers = bisect.bisect_left(moe, n_cpu_moe) - bisect.bisect_left(moe, place.start)
     host_layers = place.start
     switches = 2 * host_expert_layers + (2 if host_layers and gpu_layers else 0)
+    bws = info.bandwidths  # d.bandwidth_gb_s * 1e9
     return DecodeTerms(
-        gpu_quant_s=sum(b / (d.bandwidth_gb_s * 1e9) for b, d in zip(per_dev_quant, devs, strict=True)),
-        gpu_float_s=sum(b / (d.bandwidth_gb_s * 1e9) for b, d in zip(per_dev_float, devs, strict=True)),
-        gpu_attn_s=sum(b / (d.bandwidth_gb_s * 1e9) for b, d in zip(per_dev_attn, devs, strict=True)),
+        gpu_quant_s=sum([b / w for b, w in zip(per_dev_quant, bws, strict=True)]),
+        gpu_float_s=sum([b / w for b, w in zip(per_dev_float, bws, strict=True)]),
+        gpu_attn_s=sum([b / w for b, w in zip(per_dev_attn, bws, strict=True)]),
         gpu_layers=gpu_layers,
         hops=max(len(used_devs) - 1, 0),
         host_switches=switches,
@@ -1041,19 +1083,24 @@ class PrefillTerms:
 
 def prefill_terms(plan: Plan, spec: ModelSpec, machine: Machine, *, prompt: int, depth: int = 0) -> PrefillTerms:
     """Ideal times to process a ``prompt``-token prompt after ``depth`` cached tokens, as llama.cpp batches it."""
+    return _prefill_terms(plan, spec, machine, _placement(plan, spec, machine), prompt, depth)
+
+
+def _prefill_terms(
+    plan: Plan, spec: ModelSpec, machine: Machine, place: _Placement, prompt: int, depth: int
+) -> PrefillTerms:
     hp = spec.hparams
     prompt = max(prompt, 1)
     ubatch = max(min(plan.ubatch or 512, plan.batch or 2048, prompt), 1)
     batch = max(min(plan.batch or 2048, prompt), ubatch)
     n_ub = math.ceil(prompt / ubatch)
-    place = _placement(plan, spec, machine)
     layers, output = place.layers, place.output
     n_cpu_moe = plan.n_cpu_moe if machine.devices else hp.n_layer
     devs = machine.devices
     offload = bool(devs) and ubatch >= OP_OFFLOAD_MIN_BATCH
     fast = _fast(spec)
     if fast is not None:
-        key = ("prefill", place.shape, n_cpu_moe, len(devs), offload, prompt, ubatch, n_ub, depth)
+        key = ("prefill", place.shape_id, n_cpu_moe, len(devs), offload, prompt, ubatch, n_ub, depth)
         hit = fast.sums.get(key)
         if hit is None:
             hit = (
@@ -1068,11 +1115,12 @@ def prefill_terms(plan: Plan, spec: ModelSpec, machine: Machine, *, prompt: int,
         mm_q, mm_f, attn, wread, host_copy, host_read, host_weight_bytes, cpu_flops = _prefill_sums(
             spec, layers, output, n_cpu_moe, len(devs), offload, prompt, ubatch, n_ub, depth
         )
-    peaks = _machine_info(machine).peaks
+    info = _machine_info(machine)
+    peaks = info.peaks
     mm_q_s = [fl / (p[0] * 1e12) for fl, p in zip(mm_q, peaks, strict=True)]
     mm_f_s = [fl / (p[1] * 1e12) for fl, p in zip(mm_f, peaks, strict=True)]
     attn_s = [fl / (p[1] * 1e12) for fl, p in zip(attn, peaks, strict=True)]
-    w_s = [b / (d.bandwidth_gb_s * 1e9) for b, d in zip(wread, devs, strict=True)]
+    w_s = [b / w for b, w in zip(wread, info.bandwidths, strict=True)]  # w: d.bandwidth_gb_s * 1e9
     used_devs = place.used_devs
     pipeline = 1.0
     pipelined = len(used_devs) > 1 and _full_offload(plan, hp.n_layer) and plan.n_cpu_moe == 0 and batch > ubatch
@@ -1176,6 +1224,8 @@ def _prefill_attention(spec: ModelSpec, prompt: int, depth: int) -> tuple[tuple[
 
 _DECODE_FIELDS = tuple(f.name for f in dataclasses.fields(DecodeTerms))
 _PREFILL_FIELDS = tuple(f.name for f in dataclasses.fields(PrefillTerms))
+_decode_values = operator.attrgetter(*_DECODE_FIELDS)  # the fields' values, in order, as a tuple
+_prefill_values = operator.attrgetter(*_PREFILL_FIELDS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1276,18 +1326,42 @@ class _Core:
 
 
 def _core(plan: Plan, spec: ModelSpec, machine: Machine, prompt: int) -> _Core:
-    """``_compute_core``, memoised per spec on everything it reads (not when reading from disk, where the
-    plan's host buffers matter)."""
-    fast = None if plan.reading_from_disk else _fast(spec)
+    """``_compute_core``, memoised per spec on everything it reads.
+
+    The key names the placement by its layer ranges (``_Placement.shape``), not by the ``-ts``
+    figures that led to it, and the machine by its hardware signature; when no byte the estimate
+    reads is on the host (every layer and the output layer on GPUs, no experts kept on the host),
+    the host's cores, RAM and disk bandwidth drop out of every term (each is a product with a zero
+    host sum), so the signature of the backend and GPUs alone is used and machines that share
+    their GPUs share the figures. With bytes on the host but GPUs that take every prompt matmul
+    (micro-batches of at least ``OP_OFFLOAD_MIN_BATCH``) and nothing read from disk, the host counts
+    only through its effective bandwidth (``_host_bandwidth_gb_s``: the CPU does no prefill work, and
+    the disk terms are products with a zero share), so that figure joins the GPUs' signature. Reading
+    from disk, the share of weights re-read from disk also depends on the plan's RAM and host
+    buffers (``_disk_fraction``): those figures join the full signature.
+    """
+    fast = _fast(spec)
     if fast is None:
         return _compute_core(plan, spec, machine, prompt)
+    info = _machine_info(machine)
+    place = _placement(plan, spec, machine)
+    hardware: object = info.sig
+    if plan.reading_from_disk:
+        host = next((d for d in plan.devices if d.kind == "host"), None)
+        other = host.total_bytes - host.weights_bytes if host is not None else None
+        hardware = (info.sig, plan.ram_total_bytes, other, plan.ram_required_bytes if host is None else 0)
+    elif machine.devices:
+        if place.start == 0 and place.output != HOST and plan.n_cpu_moe == 0:
+            hardware = info.gpu_sig
+        elif max(min(plan.ubatch or 512, plan.batch or 2048, prompt), 1) >= OP_OFFLOAD_MIN_BATCH:
+            hardware = (info.gpu_sig, info.host_gb_s)
     key = (
         "core",
-        _machine_info(machine).sig,
+        hardware,
         prompt,
         plan.gpu_layers,
         plan.total_layers,
-        plan.tensor_split,
+        place.shape_id,
         plan.n_cpu_moe,
         plan.cache_type_k,
         plan.cache_type_v,
@@ -1299,26 +1373,27 @@ def _core(plan: Plan, spec: ModelSpec, machine: Machine, prompt: int) -> _Core:
     )
     hit = fast.cores.get(key)
     if hit is None:
-        hit = _compute_core(plan, spec, machine, prompt)
+        hit = _compute_core(plan, spec, machine, prompt, place)
         if len(fast.cores) > 2048:
             fast.cores.clear()
         fast.cores[key] = hit
     return hit
 
 
-def _compute_core(plan: Plan, spec: ModelSpec, machine: Machine, prompt: int) -> _Core:
+def _compute_core(plan: Plan, spec: ModelSpec, machine: Machine, prompt: int, place: _Placement | None = None) -> _Core:
+    place = place or _placement(plan, spec, machine)
     cal = load_calibration()
     info = _machine_info(machine)
     backend = info.backend
     f = cal.factors(backend)
     scale = cal.scale(info.family)
     depth = prompt  # decode right after the stated prompt
-    one = decode_terms(plan, spec, machine, depth=depth)
+    one = _decode_terms(plan, spec, machine, place, depth, 1)
     decode = 1.0 / one.seconds(f)
     parallel = max(plan.parallel, 1)
-    many = decode_terms(plan, spec, machine, depth=depth, streams=parallel) if parallel > 1 else one
+    many = _decode_terms(plan, spec, machine, place, depth, parallel) if parallel > 1 else one
     decode_parallel = parallel / many.seconds(f)
-    pre = prefill_terms(plan, spec, machine, prompt=prompt)
+    pre = _prefill_terms(plan, spec, machine, place, prompt, 0)
     prefill_s = pre.seconds(f, scale)
     prefill = prompt / prefill_s
     bottleneck = _bottleneck(plan, spec, machine, one, f)
@@ -1334,8 +1409,8 @@ def _compute_core(plan: Plan, spec: ModelSpec, machine: Machine, prompt: int) ->
         prefill=prefill,
         ttft_s=prefill_s + 1.0 / decode,
         bottleneck=bottleneck,
-        decode_step_s={name: getattr(one, name) for name in _DECODE_FIELDS},
-        prefill_s={name: getattr(pre, name) for name in _PREFILL_FIELDS},
+        decode_step_s=dict(zip(_DECODE_FIELDS, _decode_values(one), strict=True)),
+        prefill_s=dict(zip(_PREFILL_FIELDS, _prefill_values(pre), strict=True)),
         calibration={"backend": backend, "family": info.family, "source": cal.source},
         expected_error=dict(cal.error.get(backend, {})) or {"note": "no calibration data for this backend"},
     )
