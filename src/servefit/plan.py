@@ -114,6 +114,7 @@ class Plan:
     trained_context: int = 0
     experts_on_cpu_layers: int = 0  # MoE layers whose routed experts stay in host RAM
     moe_layers: int = 0
+    unified_memory: bool = False  # the GPU memory is part of system RAM (DGX Spark, Apple, Strix Halo)
     # speed and cost (filled by speed.py; None where unknown)
     decode_tok_s: float | None = None
     decode_tok_s_parallel: float | None = None  # aggregate over `parallel` streams

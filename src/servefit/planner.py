@@ -952,6 +952,7 @@ def make_plan(spec: ModelSpec, machine: Machine, options: Options | None = None)
         "trained_context": spec.trained_context,
         "experts_on_cpu_layers": experts_on_host,
         "moe_layers": prof.moe_layers,
+        "unified_memory": machine.unified_memory,
         "decode_tok_s": None,
         "decode_tok_s_parallel": None,
         "prefill_tok_s": None,

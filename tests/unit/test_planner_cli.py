@@ -75,3 +75,16 @@ def test_unverified_repository_is_flagged(capsys: pytest.CaptureFixture[str]) ->
 def test_gguf_source_gets_no_catalog_warning(synth_model, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     assert main(["plan", str(synth_model("llama")), "--on", "cpu", "--ctx", "1024", "--json"]) == 0
     assert not [w for w in json.loads(capsys.readouterr().out)["warnings"] if "catalog" in w]
+
+
+def test_unified_memory_is_one_pool(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "qwen3-30b-a3b", "--quant", "Q4_K_M", "--on", "dgx-spark", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["unified_memory"] is True
+    # one pool: the GPU's share is part of the RAM required
+    assert data["ram_required_bytes"] >= data["vram_used_bytes"] + data["devices"][-1]["total_bytes"]
+    assert main(["plan", "qwen3-30b-a3b", "--quant", "Q4_K_M", "--on", "dgx-spark"]) == 0
+    out = capsys.readouterr().out
+    assert "(unified: part of system RAM)" in out and "(shared with the GPU)" in out
+    assert main(["plan", "qwen3-30b-a3b", "--quant", "Q4_K_M", "--on", "2xl4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unified_memory"] is False

@@ -101,12 +101,15 @@ def render_plan(p: Plan) -> str:
     lines.append(f"{title} {p.quant} on {p.target_name or p.target_id}")
     lines.append("")
     status = "fits" if p.fits else "does NOT fit"
+    # on unified memory (DGX Spark, Apple, Strix Halo) the GPU's share is carved out of system RAM: one
+    # pool, which "Min RAM required" counts once
+    vram_note, ram_note = (" (unified: part of system RAM)", " (shared with the GPU)") if p.unified_memory else ("", "")
     rows: list[tuple[str, str]] = [
         ("Result", f"{status}" + (f" ({p.strategy})" if p.strategy else "")),
         ("Model size", _gb(p.model_bytes)),
-        ("VRAM available", _gb(p.vram_total_bytes) if p.vram_total_bytes else "none (CPU only)"),
+        ("VRAM available", _gb(p.vram_total_bytes) + vram_note if p.vram_total_bytes else "none (CPU only)"),
         ("VRAM used", _gb(p.vram_used_bytes)),
-        ("System RAM", _gb(p.ram_total_bytes)),
+        ("System RAM", _gb(p.ram_total_bytes) + ram_note),
         ("Min RAM required", _gb(p.ram_required_bytes)),
         ("GPU layers", f"{p.gpu_layers}/{p.total_layers}"),
         ("Context", f"{p.context:,} tokens" + (f" ({p.parallel} slots)" if p.parallel > 1 else "")),
