@@ -398,6 +398,16 @@ class _ModelCache:
 
 
 _CACHE: dict[int, tuple[weakref.ref[ModelSpec], _ModelCache]] = {}
+# The graph reads a model's hyperparameters, its tensor names and a few of its architecture's metadata
+# keys, never its weight types: every quantization of one model shares its compiled structures.
+_BY_STRUCTURE: dict[tuple[object, ...], _ModelCache] = {}
+_MAX_STRUCTURES = 64
+
+
+def _structure_key(spec: ModelSpec) -> tuple[object, ...]:
+    prefix = spec.architecture + "."
+    meta = tuple(sorted((k, repr(v)) for k, v in spec.metadata.items() if k.startswith(prefix)))
+    return (spec.architecture, spec.hparams, frozenset(t.name for t in spec.tensors), meta)
 
 
 def _cache(spec: ModelSpec) -> _ModelCache:
@@ -409,7 +419,12 @@ def _cache(spec: ModelSpec) -> _ModelCache:
     def _forget(_ref: weakref.ref[ModelSpec], k: int = key) -> None:
         _CACHE.pop(k, None)
 
-    entry = _ModelCache(supported(spec))
+    skey = _structure_key(spec)
+    entry = _BY_STRUCTURE.get(skey)
+    if entry is None:
+        if len(_BY_STRUCTURE) >= _MAX_STRUCTURES:
+            _BY_STRUCTURE.clear()
+        entry = _BY_STRUCTURE[skey] = _ModelCache(supported(spec))
     _CACHE[key] = (weakref.ref(spec, _forget), entry)
     return entry
 

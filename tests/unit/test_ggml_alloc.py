@@ -265,3 +265,22 @@ def test_unsupported_architectures_fall_back() -> None:
     }
     assert cpu_compute_bytes(spec, flash_attn=True, **args) is None  # type: ignore[arg-type]
     assert memory_breakdown(spec, Context(4096), Layout(n_gpu=0)).host_compute > 0
+
+
+def test_quantizations_of_one_model_share_the_graph() -> None:
+    # the graph holds weights by name and shape only (matmul results are F32 whatever the weight type),
+    # so every quantization of a model reuses one compiled structure; the graph built for the second
+    # quantization from scratch must give the same buffer
+    from servefit import ggml_graph
+    from servefit.catalog.models import model_spec
+
+    args = {"n_ubatch": 512, "n_seq": 2, "n_kv": 4096, "n_kv_swa": 0, "unified": False, "flash_attn": True}
+    q4, q8 = model_spec("qwen3-0.6b", "Q4_K_M"), model_spec("qwen3-0.6b", "Q8_0")
+    shared = ggml_graph.cpu_compute_bytes(q4, type_k="f16", type_v="f16", **args)  # type: ignore[arg-type]
+    assert ggml_graph._cache(q8) is ggml_graph._cache(q4)
+    ggml_graph._BY_STRUCTURE.clear()
+    ggml_graph._CACHE.clear()
+    fresh = ggml_graph.cpu_compute_bytes(q8, type_k="f16", type_v="f16", **args)  # type: ignore[arg-type]
+    assert shared is not None and fresh == shared
+    other = model_spec("qwen3-1.7b", "Q4_K_M")
+    assert ggml_graph._cache(other) is not ggml_graph._cache(q8)
