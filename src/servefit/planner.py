@@ -21,11 +21,15 @@ exactly the layers planned.
 
 Fast paths (results identical to the plain computation; tests/unit/test_planner_fastpaths.py and
 bench/check_plans_identical.py compare them): probes are memoised under small int keys
-(``_probe``), whole searches under what they read, with the host budget as an interval
-(``_search``); what a Machine or a (spec, options) pair implies is derived once per object
-(``_hardware``, ``_request``); each ``-ts`` boundary is walked to from a proportional guess instead of
-bisected (``_compute_split``); and the Plan is built from one dict (``_new_plan``). Every memo table
-is emptied by ``servefit.memory.clear_caches``.
+(``_probe``), whole searches under what they read, with the host budget as an interval and the
+reasons as templates that name neither the GPUs nor the budget (``_search``, ``_why``, ``_slack``);
+what a Machine or a (spec, options) pair implies is derived once per object (``_hardware``,
+``_request``); each ``-ts`` boundary is walked to from a proportional guess over prefix sums shared
+per context (``_compute_split``, ``_split_base``); the ``--n-cpu-moe`` and ``-ngl`` gallops stop where
+the host is already over budget and, on one GPU, skip placements whose GPU bytes are known to be over
+(``_guided_smallest``, ``_cpu_moe_gpu_bytes``); the GPU rows of the device table are shared per
+placement (``_devices``); and the Plan is built from one dict (``_new_plan``). Every memo table is
+emptied by ``servefit.memory.clear_caches``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import itertools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -241,16 +246,12 @@ def _compute_split(setup: _Setup, n_ctx: int, gpu_layers: int, n_cpu_moe: int) -
     n_layer = prof.n_layer
     start = max(n_layer + 1 - gpu_layers, 0)
     ctx = _context(setup, n_ctx)
-    _n_ctx, cells, swa_cells = context_cells(ctx, prof.n_swa)
-    n_stream = max(1, setup.n_seq)
-    full_p, swa_p = prof.kv_row_prefix(ctx.type_k, ctx.type_v, ctx.flash_attn)
-    kv_full, kv_swa = cells * n_stream, swa_cells * n_stream
-    rec = prof.recurrent_row_bytes * max(1, setup.n_seq)
-    dense, experts, rcount = prof.dense.cuda, prof.experts.cuda, prof.recurrent_count
+    fixed = _split_base(setup, ctx)
+    experts = prof.experts.cuda
     ncm = min(n_cpu_moe, n_layer)
 
     def cum(i: int) -> int:  # GPU bytes of layers [0, i) if they were all on a GPU (nondecreasing in i)
-        return dense[i] + experts[i] - experts[min(i, ncm)] + full_p[i] * kv_full + swa_p[i] * kv_swa + rcount[i] * rec
+        return fixed[i] + experts[i] - experts[min(i, ncm)]
 
     base = cum(start)
     total_cost = cum(n_layer) - base + prof.output.cuda
@@ -298,6 +299,34 @@ def _compute_split(setup: _Setup, n_ctx: int, gpu_layers: int, n_cpu_moe: int) -
         prev = lo
     counts.append(n_layer + 1 - start - sum(counts))
     return tuple(float(c) for c in counts)
+
+
+_SPLIT_BASES: dict[tuple[object, ...], tuple[Profile, tuple[int, ...]]] = {}
+memory._CLEARERS.append(_SPLIT_BASES.clear)
+
+
+def _split_base(setup: _Setup, ctx: Context) -> tuple[int, ...]:
+    """Per layer boundary i, the GPU bytes of layers [0, i) but their routed experts: dense weights, KV
+    cache and recurrent state (prefix sums, built once per context shape and shared by every ``-ngl`` /
+    ``--n-cpu-moe`` split at that context); ``_compute_split`` adds the experts kept on the GPUs."""
+    prof = setup.prof
+    _n_ctx, cells, swa_cells = context_cells(ctx, prof.n_swa)
+    n_stream = max(1, setup.n_seq)
+    key = (id(prof), ctx.type_k, ctx.type_v, ctx.flash_attn, cells * n_stream, swa_cells * n_stream, n_stream)
+    hit = _SPLIT_BASES.get(key)
+    if hit is not None and hit[0] is prof:
+        return hit[1]
+    full_p, swa_p = prof.kv_row_prefix(ctx.type_k, ctx.type_v, ctx.flash_attn)
+    kv_full, kv_swa = cells * n_stream, swa_cells * n_stream
+    rec = prof.recurrent_row_bytes * n_stream
+    dense, rcount = prof.dense.cuda, prof.recurrent_count
+    base = tuple(
+        [dense[i] + full_p[i] * kv_full + swa_p[i] * kv_swa + rcount[i] * rec for i in range(prof.n_layer + 1)]
+    )
+    if len(_SPLIT_BASES) > 4096:
+        _SPLIT_BASES.clear()
+    _SPLIT_BASES[key] = (prof, base)
+    return base
 
 
 def _layout(setup: _Setup, n_ctx: int, gpu_layers: int, n_cpu_moe: int) -> Layout:
@@ -414,13 +443,29 @@ def _max_context(
 
 def _slack(setup: _Setup, b: Breakdown, disk: bool) -> float:
     """Free bytes left on the tightest budget (negative when over); GPUs count together, as the split
-    follows their free memory."""
-    setup.host_exact = True  # the secant steps use the host budget's value
-    slacks = [float(setup.host_budget - _host_need(setup, b, disk=disk))]
-    if setup.n_gpu:
-        slacks.append(float(sum(setup.budgets) - sum(b.gpu_total)))
-        slacks.append(float(min(cap - t for t, cap in zip(b.gpu_total, setup.budgets, strict=True))) * setup.n_gpu)
-    return min(slacks)
+    follows their free memory.
+
+    The secant steps use this value. When a GPU is the tightest, the value is the same for every host
+    budget that leaves the host at least as much slack: that bound joins the host budget's interval
+    (``_search``); only a host-bound slack ties the search to the budget's exact value.
+    """
+    need = _host_need(setup, b, disk=disk)
+    host = float(setup.host_budget - need)
+    if not setup.n_gpu:
+        setup.host_exact = True
+        return host
+    gpus = min(
+        float(sum(setup.budgets) - sum(b.gpu_total)),
+        float(min(cap - t for t, cap in zip(b.gpu_total, setup.budgets, strict=True))) * setup.n_gpu,
+    )
+    if host < gpus:
+        setup.host_exact = True
+        return host
+    # host >= gpus holds for every budget with budget - need >= ceil(gpus) (integers: exact as floats)
+    floor = need + math.ceil(gpus)
+    if floor > setup.host_floor:
+        setup.host_floor = floor
+    return gpus
 
 
 def _overflow(setup: _Setup, b: Breakdown) -> int:
@@ -447,8 +492,15 @@ def _try_gpu(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _Choic
     return _Choice(Strategy.GPU, n_ctx, layout, b)
 
 
-def _guided_smallest(lo: int, hi: int, guess: int, ok: Callable[[int], bool]) -> int | None:
-    """Smallest x in [lo, hi] with ok(x) (monotone increasing), galloping from ``guess``."""
+def _guided_smallest(
+    lo: int, hi: int, guess: int, ok: Callable[[int], bool], hopeless: Callable[[int], bool] | None = None
+) -> int | None:
+    """Smallest x in [lo, hi] with ok(x) (monotone increasing), galloping from ``guess``.
+
+    ``hopeless(x)``, asked only after ok(x) failed, says that ok fails at every y >= x as well (the
+    host is over budget at x, and its need only grows with y): the gallop up to ``hi`` would find
+    nothing, so None is returned without it.
+    """
     guess = min(max(guess, lo), hi)
     if ok(guess):
         if guess == lo or not ok(guess - 1):
@@ -457,6 +509,8 @@ def _guided_smallest(lo: int, hi: int, guess: int, ok: Callable[[int], bool]) ->
         while top - step >= lo and ok(top - step):
             top, step = top - step, step * 2
         return _smallest(max(lo, top - step + 1), top, ok)
+    if hopeless is not None and hopeless(guess):
+        return None
     step, bottom = 1, guess
     while bottom + step < hi and not ok(bottom + step):
         bottom, step = bottom + step, step * 2
@@ -469,29 +523,51 @@ def _try_cpu_moe(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _C
         return None
     full = prof.n_layer + 1
     c0 = setup.min_ctx
+    e = prof.experts.cuda  # prefix sums
     results: dict[int, tuple[bool, Breakdown]] = {}
+    seen: list[tuple[int, int]] = []  # one GPU: (n, GPU bytes) of the first placement evaluated
 
     def ok(n: int) -> bool:
         hit = results.get(n)
         if hit is None:
+            if seen and _cpu_moe_gpu_bytes(e, *seen[0], n) > setup.budgets[0]:
+                return False  # over the GPU's budget: _fits would say so before reading the host
             b = _probe(setup, c0, full, n)[1]
             hit = (_fits(setup, b), b)
             results[n] = hit
+            if setup.n_gpu == 1 and not seen:
+                seen.append((n, b.gpu_total[0]))
         return hit[0]
+
+    def hopeless(n: int) -> bool:
+        hit = results.get(n)
+        return hit is not None and _host_bound(setup, hit[1])
 
     # first guess: move experts off the GPUs, from layer 0 up, until the overflow is covered
     need = state.get("overflow", 0)
-    e = prof.experts.cuda
-    guess = min(bisect.bisect_left(e, need, prof.first_moe_layer + 1, prof.n_layer + 1), prof.n_layer)  # e: prefix sums
-    n_cpu_moe = _guided_smallest(prof.first_moe_layer + 1, prof.n_layer, guess, ok)
+    guess = min(bisect.bisect_left(e, need, prof.first_moe_layer + 1, prof.n_layer + 1), prof.n_layer)
+    n_cpu_moe = _guided_smallest(prof.first_moe_layer + 1, prof.n_layer, guess, ok, hopeless)
     if n_cpu_moe is None:
-        reasons.append(_why(setup, "all layers on GPU with every expert on the host", c0, results[prof.n_layer][1]))
+        b = _probe(setup, c0, full, prof.n_layer)[1]
+        reasons.append(_why(setup, "all layers on GPU with every expert on the host", c0, b))
         return None
     known = (c0, *_probe(setup, c0, full, n_cpu_moe))
     n_ctx, layout, b, fits = _max_context(setup, lambda c: _probe(setup, c, full, n_cpu_moe), known=known)
     if not fits:  # pragma: no cover - ok(n_cpu_moe) held at the minimum context
         return None
     return _Choice(Strategy.GPU_CPU_MOE, n_ctx, layout, b)
+
+
+def _cpu_moe_gpu_bytes(experts: tuple[int, ...], n_seen: int, gpu_seen: int, n: int) -> int:
+    """GPU bytes, on one GPU holding every layer, with the routed experts of the first ``n`` layers on the
+    host, from those of the placement with ``n_seen`` (both at least 1, at one context).
+
+    Only the GPU's expert weights differ (``memory._breakdown``: ``e_cuda[n_layer] - e_cuda[n]``); the
+    compute buffer is the same once any expert is on the host, and the KV cache, recurrent state and
+    runtime overhead do not depend on ``n``. ``_try_cpu_moe`` skips the placements this puts over the
+    GPU's budget, which ``_fits`` would refuse without reading the host.
+    """
+    return gpu_seen + experts[n_seen] - experts[n]
 
 
 def _try_partial(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _Choice | None:
@@ -511,8 +587,15 @@ def _try_partial(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _C
     # first guess: GPU bytes per layer on average, against the GPUs' budget
     per_layer = max((prof.dense.cuda[-1] + (0 if cpu_moe else prof.experts.cuda[-1])) // max(prof.n_layer, 1), 1)
     guess = min(prof.n_layer, max(1, sum(setup.budgets) // per_layer))
-    k = _guided_smallest(1, prof.n_layer, prof.n_layer + 1 - guess, lambda x: ok(prof.n_layer + 1 - x))
+    k = _guided_smallest(
+        1,
+        prof.n_layer,
+        prof.n_layer + 1 - guess,
+        lambda x: ok(prof.n_layer + 1 - x),
+        lambda x: _host_bound(setup, results[prof.n_layer + 1 - x][1]),
+    )
     if k is None:
+        ok(1)
         reasons.append(_why(setup, "one layer on GPU", c0, results[1][1]))
         return None
     ngl = prof.n_layer + 1 - k
@@ -523,6 +606,25 @@ def _try_partial(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _C
     return _Choice(Strategy.PARTIAL_OFFLOAD, n_ctx, layout, b)
 
 
+def _host_bound(setup: _Setup, b: Breakdown) -> bool:
+    """Whether the host is over budget with placement ``b`` (GPUs separate from host RAM).
+
+    Moving more routed experts (``--n-cpu-moe``) or more layers (``-ngl``) to the host only adds to
+    what the host holds, so every placement past this one fails there too (``_guided_smallest``).
+    The comparison joins the host budget's interval (``_search``) either way.
+    """
+    if setup.unified:
+        return False
+    need = _host_need(setup, b)
+    if need > setup.host_budget:
+        if need < setup.host_ceil:
+            setup.host_ceil = need
+        return True
+    if need > setup.host_floor:
+        setup.host_floor = need
+    return False
+
+
 def _try_cpu(setup: _Setup, reasons: list[str], state: dict[str, int], *, disk: bool = False) -> _Choice | None:
     # reading from disk only helps for mapped weights: repacked CPU weights are copies in RAM
     layout = Layout(n_gpu=setup.n_gpu, gpu_layers=0, mmap=setup.opts.mmap or disk, cpu_repack=not disk)
@@ -531,29 +633,43 @@ def _try_cpu(setup: _Setup, reasons: list[str], state: dict[str, int], *, disk: 
         if not disk:
             reasons.append(_why(setup, "everything in host RAM", n_ctx, b))
         else:
-            setup.host_exact = True
-            reasons.append(
+            reasons.append(  # the comparison with the host budget is the one _fits recorded
                 f"reading weights from disk: even without the weights, the host needs "
                 f"{_gib(_host_need(setup, b, disk=True))} at {n_ctx} tokens of context, "
-                f"more than the {_gib(setup.host_budget)} available"
+                f"more than the {{host}} available"
             )
         return None
     return _Choice(Strategy.DISK if disk else Strategy.CPU, n_ctx, layout, b)
 
 
 def _why(setup: _Setup, what: str, n_ctx: int, b: Breakdown) -> str:
-    names = _gpu_names(setup)
+    """Why a placement does not fit, as a template (``_reasons``: GPU names and the host budget to fill in)."""
     parts: list[str] = []
     for i, (t, cap) in enumerate(zip(b.gpu_total, setup.budgets, strict=True)):
         if t > cap:
-            parts.append(f"{names[i]} needs {_gib(t)} of {_gib(cap)} usable")
+            parts.append(f"{{gpu[{i}]}} needs {_gib(t)} of {_gib(cap)} usable")
     host = _host_need(setup, b)
     if host > setup.host_budget:
-        setup.host_exact = True
-        parts.append(f"host needs {_gib(host)} of {_gib(setup.host_budget)} usable RAM")
+        if host < setup.host_ceil:
+            setup.host_ceil = host
+        parts.append(f"host needs {_gib(host)} of {{host}} usable RAM")
     elif host > setup.host_floor:
         setup.host_floor = host
     return f"{what}: " + ("; ".join(parts) or "does not fit") + f" (at {n_ctx} tokens of context)"
+
+
+def _reasons(setup: _Setup, templates: tuple[str, ...]) -> list[str]:
+    """The reasons a search recorded, with the machine's GPU names and host budget written in.
+
+    A search's reasons leave out what only names the machine (``{gpu[i]}``, ``{host}``), so that its
+    outcome depends on the host budget through comparisons alone and is shared across machines
+    (``_search``); the texts are otherwise made of numbers and fixed words, without braces.
+    """
+    if not templates:
+        return []
+    host = _gib(setup.host_budget)
+    names = setup.hw.gpu_names
+    return [t.format(host=host, gpu=names) if "{" in t else t for t in templates]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -656,10 +772,6 @@ def _request(spec: ModelSpec, opts: Options) -> _Request:
 memory._CLEARERS.append(_REQUESTS.clear)
 
 
-def _gpu_names(setup: _Setup) -> tuple[str, ...]:
-    return setup.hw.gpu_names
-
-
 def _resolve_flash_attn(spec: ModelSpec, opts: Options) -> bool:
     if opts.flash_attn is FlashAttn.ON:
         return True
@@ -744,11 +856,12 @@ def _forced(setup: _Setup, reasons: list[str]) -> _Choice | None:
     return _Choice(strategy, n_ctx, layout, b)
 
 
-# Search memo. Given everything else a search reads (the probe signature, the GPU budgets and names,
-# unified memory, the context bounds, forced -ngl / --n-cpu-moe), its outcome depends on the host
-# budget only through comparisons ``need <= host_budget`` (``_fits``, ``_why``), unless the budget's
-# value itself is used: in a reason's text, or in the secant steps of the largest-context search
-# (``_slack``). A search records the interval of host budgets its comparisons allow
+# Search memo. Given everything else a search reads (the probe signature, the GPU budgets, unified
+# memory, the context bounds, forced -ngl / --n-cpu-moe), its outcome depends on the host budget only
+# through comparisons ``need <= host_budget`` (``_fits``, ``_why``), unless the budget's value itself is
+# used: in the secant steps of the largest-context search (``_slack``). Reasons are kept as templates
+# that leave the GPU names and the host budget out (``_why``, ``_reasons``), so neither is part of the
+# outcome. A search records the interval of host budgets its comparisons allow
 # (``host_floor <= budget < host_ceil``) or that the exact value was used; a later search with the same
 # key and a budget in a recorded interval (or equal to a recorded exact budget) has the same outcome,
 # so machines that share their GPUs but not their RAM share placement searches.
@@ -766,7 +879,6 @@ def _search(setup: _Setup) -> tuple[_Choice | None, list[str]]:
         setup.probe_sig,
         setup.budgets,
         setup.unified,
-        setup.hw.gpu_names,
         setup.min_ctx,
         setup.max_ctx,
         setup.fixed_ctx,
@@ -778,15 +890,16 @@ def _search(setup: _Setup) -> tuple[_Choice | None, list[str]]:
     if known is not None:
         for floor, ceil, exact, choice, reasons in known:
             if (floor <= budget < ceil) if exact is None else exact == budget:
-                return choice, list(reasons)
+                return choice, _reasons(setup, reasons)
     choice, found = _run_search(setup)
     if known is None:
         if len(_SEARCHES) > 16384:
             _SEARCHES.clear()
         known = _SEARCHES[key] = []
     exact = budget if setup.host_exact else None
-    known.append((setup.host_floor, setup.host_ceil, exact, choice, tuple(found)))
-    return choice, found
+    templates = tuple(found)
+    known.append((setup.host_floor, setup.host_ceil, exact, choice, templates))
+    return choice, _reasons(setup, templates)
 
 
 def _run_search(setup: _Setup) -> tuple[_Choice | None, list[str]]:
@@ -835,28 +948,40 @@ def _server_args(setup: _Setup, choice: _Choice | None, n_ctx: int) -> tuple[str
     return tuple(args)
 
 
+# GPU rows of the plan's device table per (GPU names, capacities, Breakdown): plans that share their GPUs
+# and a placement share the (frozen) rows, built once.
+_GPU_ROWS: dict[tuple[object, ...], tuple[Breakdown, tuple[DeviceUsage, ...]]] = {}
+memory._CLEARERS.append(_GPU_ROWS.clear)
+
+
 def _devices(setup: _Setup, b: Breakdown) -> tuple[DeviceUsage, ...]:
     hw = setup.hw
-    out = [
-        # DeviceUsage(name, kind, capacity, weights, kv, recurrent, compute, other)
-        DeviceUsage(name, "gpu", cap, w, kv, rec, comp, other)
-        for name, cap, w, kv, rec, comp, other in zip(  # noqa: B905 - one figure per GPU
-            hw.gpu_names, hw.capacities, b.gpu_weights, b.gpu_kv, b.gpu_recurrent, b.gpu_compute, b.gpu_other
+    key = (hw.gpu_names, hw.capacities, id(b))
+    hit = _GPU_ROWS.get(key)
+    if hit is None or hit[0] is not b:
+        rows = tuple(
+            [
+                # DeviceUsage(name, kind, capacity, weights, kv, recurrent, compute, other)
+                DeviceUsage(name, "gpu", cap, w, kv, rec, comp, other)
+                for name, cap, w, kv, rec, comp, other in zip(  # noqa: B905 - one figure per GPU
+                    hw.gpu_names, hw.capacities, b.gpu_weights, b.gpu_kv, b.gpu_recurrent, b.gpu_compute, b.gpu_other
+                )
+            ]
         )
-    ]
-    out.append(
-        DeviceUsage(
-            "host",
-            "host",
-            setup.machine.host_ram_bytes,
-            b.host_weights,
-            b.host_kv,
-            b.host_recurrent,
-            b.host_compute,
-            b.host_output,
-        )
+        if len(_GPU_ROWS) > 16384:
+            _GPU_ROWS.clear()
+        hit = _GPU_ROWS[key] = (b, rows)
+    host = DeviceUsage(
+        "host",
+        "host",
+        setup.machine.host_ram_bytes,
+        b.host_weights,
+        b.host_kv,
+        b.host_recurrent,
+        b.host_compute,
+        b.host_output,
     )
-    return tuple(out)
+    return (*hit[1], host)
 
 
 def _warnings(setup: _Setup, choice: _Choice | None, n_ctx: int) -> list[str]:

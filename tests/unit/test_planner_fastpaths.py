@@ -203,3 +203,141 @@ def test_plan_from_dict_equals_constructor(specs: list[ModelSpec]) -> None:
     assert built.to_dict() == Plan(**state).to_dict()
     with pytest.raises(TypeError):  # a field too many goes to the constructor, which refuses it
         planner._new_plan({**state, "no_such_field": 1})
+
+
+def _sweep() -> list[Machine]:
+    """GPUs of one size with many RAM sizes and GPU names: what makes searches share (or wrongly share)."""
+    out: list[Machine] = []
+    for ram in (4, 8, 12, 16, 24, 32, 48, 64, 80, 96, 128, 192):
+        for name in ("aws/g5.xlarge", "aws/g6.xlarge"):  # NVIDIA A10G and L4, made the same size
+            out.append(resolve_target(name, vram_bytes=24 * GIB, ram_bytes=ram * GIB))
+        out.append(resolve_target("2xL4", ram_bytes=ram * GIB))
+    return out
+
+
+def test_searches_shared_across_ram_and_gpu_names(specs: list[ModelSpec]) -> None:
+    """Searches memoised over host-budget intervals, with reasons written in per machine (``_reasons``) and
+    GPU-bound secant steps (``_slack``), give each machine's cold plan: its own GPU names and RAM in the
+    reasons, in both planning orders."""
+    cases = [(s, m, o) for s in specs for m in _sweep() for o in (Options(context=8192), Options())]
+    cold = []
+    for case in cases:
+        clear_caches()
+        cold.append(_text(*case))
+    for order in (cases, cases[::-1]):
+        clear_caches()
+        warm = {id(c): _text(*c) for c in order}
+        assert [i for i, c in enumerate(cases) if warm[id(c)] != cold[i]] == []
+    names = [json.loads(t)["reasons"] for t in cold]
+    assert any("A10G" in " ".join(r) for r in names) and any("NVIDIA L4" in " ".join(r) for r in names)
+    assert any("usable RAM" in " ".join(r) for r in names)
+
+
+def test_hopeless_gallop_matches_the_full_gallop(specs: list[ModelSpec], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopping the --n-cpu-moe / -ngl gallop where the host is already over budget (``_host_bound``) finds
+    what galloping on to the end finds."""
+    cases = [(s, m, o) for s in specs for m in _sweep() + _machines() for o in (Options(context=4096), Options())]
+    fired = 0
+    original = planner._guided_smallest
+
+    def counting(lo: int, hi: int, guess: int, ok: object, hopeless: object = None) -> int | None:
+        nonlocal fired
+        result = original(lo, hi, guess, ok, hopeless)  # type: ignore[arg-type]
+        if result is None and hopeless is not None and hopeless(min(max(guess, lo), hi)):  # type: ignore[operator]
+            fired += 1
+        return result
+
+    monkeypatch.setattr(planner, "_guided_smallest", counting)
+    fast = []
+    for case in cases:
+        clear_caches()
+        fast.append(_text(*case))
+    assert fired > 20
+
+    def full(lo: int, hi: int, guess: int, ok: object, hopeless: object = None) -> int | None:
+        return original(lo, hi, guess, ok)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(planner, "_guided_smallest", full)
+    for i, case in enumerate(cases):
+        clear_caches()
+        assert _text(*case) == fast[i], (case[0].model_id, case[1].id, case[2])
+
+
+def test_split_base_matches_layer_sums(specs: list[ModelSpec]) -> None:
+    """The per-context prefix sums ``_split_base`` shares equal the dense, KV and recurrent bytes summed
+    layer by layer."""
+    for spec in specs:
+        for opts in (Options(context=4096), Options(context=131072, parallel=3), Options(cache_type_k="q8_0")):
+            setup = planner._setup(spec, resolve_target("4xL40S"), opts)
+            prof = setup.prof
+            ctx = planner._context(setup, setup.min_ctx)
+            _n, cells, swa_cells = context_cells(ctx, prof.n_swa)
+            full_p, swa_p = prof.kv_row_prefix(ctx.type_k, ctx.type_v, ctx.flash_attn)
+            n_stream = max(1, setup.n_seq)
+            base = planner._split_base(setup, ctx)
+            rec = prof.recurrent_row_bytes * n_stream
+            total = 0
+            for i in range(prof.n_layer + 1):
+                assert base[i] == total
+                if i < prof.n_layer:
+                    total += prof.dense.cuda[i + 1] - prof.dense.cuda[i]
+                    total += (full_p[i + 1] - full_p[i]) * cells * n_stream
+                    total += (swa_p[i + 1] - swa_p[i]) * swa_cells * n_stream
+                    total += (prof.recurrent_count[i + 1] - prof.recurrent_count[i]) * rec
+
+
+def test_device_rows_are_the_breakdown(specs: list[ModelSpec]) -> None:
+    """The shared GPU rows of a plan's device table hold that plan's own breakdown and GPU names."""
+    clear_caches()
+    for spec in specs:
+        for machine in _sweep()[:6] + _machines()[:10]:
+            plan = make_plan(spec, machine, Options(context=8192))
+            gpus = [d for d in plan.devices if d.kind == "gpu"]
+            assert [d.name.split(" (", 1)[1] for d in gpus] == [f"{d.name})" for d in machine.devices[: len(gpus)]]
+            assert sum(d.total_bytes for d in gpus) == plan.vram_used_bytes
+
+
+def test_gpu_bound_slack_holds_over_its_recorded_budgets(specs: list[ModelSpec]) -> None:
+    """A GPU-bound ``_slack`` records the least host budget for which it is the same (``host_floor``): at
+    that budget it is unchanged, one byte below the host's slack takes over."""
+    checked = 0
+    for spec in specs:
+        for machine in [resolve_target(name, ram_bytes=256 * GIB) for name in ("aws/g6.xlarge", "2xL4")]:
+            for n_ctx in (4096, 65536):
+                setup = planner._setup(spec, machine, Options())
+                b = planner._probe(setup, n_ctx, setup.prof.n_layer + 1, 0)[1]
+                value = planner._slack(setup, b, False)
+                floor = setup.host_floor
+                if setup.host_exact or floor <= 0:  # host-bound, or a bound below every budget
+                    continue
+                setup.host_budget = floor
+                assert planner._slack(setup, b, False) == value
+                assert not setup.host_exact
+                setup.host_budget = floor - 1
+                assert planner._slack(setup, b, False) < value
+                assert setup.host_exact
+                checked += 1
+    assert checked >= 4
+
+
+def test_cpu_moe_gpu_bytes_match_the_breakdown(specs: list[ModelSpec]) -> None:
+    """The GPU bytes ``_try_cpu_moe`` predicts for one more or fewer layers of experts on the host equal the
+    breakdown's, on one GPU holding every layer (the placements it skips are really over budget)."""
+    checked = 0
+    for spec in specs:
+        for machine in (resolve_target("aws/g6.xlarge"), resolve_target("rtx-4090", ram_bytes=16 * GIB)):
+            for opts in (Options(context=4096), Options(context=65536, parallel=2), Options(cache_type_k="q8_0")):
+                setup = planner._setup(spec, machine, opts)
+                prof = setup.prof
+                if not prof.moe_layers:
+                    continue
+                full = prof.n_layer + 1
+                first = prof.first_moe_layer + 1
+                picks = sorted({first, first + 1, (first + prof.n_layer) // 2, prof.n_layer - 1, prof.n_layer})
+                totals = {n: planner._probe(setup, setup.min_ctx, full, n)[1].gpu_total[0] for n in picks}
+                for m in picks:
+                    for n in picks:
+                        got = planner._cpu_moe_gpu_bytes(prof.experts.cuda, m, totals[m], n)
+                        assert got == totals[n], (spec.model_id, machine.id, opts, m, n)
+                        checked += 1
+    assert checked > 100
