@@ -620,7 +620,8 @@ def context_cells(ctx: Context, n_swa: int) -> tuple[int, int, int]:
         if per_stream == 0:
             raise OptionsError(f"context {ctx.n_ctx} is too small for {n_seq} parallel slots", option="ctx")
         n_ctx = per_stream * n_seq
-    n_ubatch = min(ctx.n_ubatch, ctx.n_batch, n_ctx)
+    # llama.cpp caps the batch by the context asked for, before padding it (src/llama-context.cpp)
+    n_ubatch = min(ctx.n_ubatch, ctx.n_batch, max(ctx.n_ctx, 1))
     swa_cells = per_stream
     if n_swa > 0 and not ctx.swa_full:
         swa_cells = _pad(min(per_stream, n_swa * (n_seq if ctx.kv_unified else 1) + n_ubatch), 256)
@@ -931,7 +932,7 @@ def _compute(
     The stage sizes were read off llama.cpp's CPU compute buffers for synthetic models and the
     CUDA split off published logs (docs/accuracy.md).
     """
-    n_ub = min(ctx.n_ubatch, ctx.n_batch, n_ctx)
+    n_ub = min(ctx.n_ubatch, ctx.n_batch, max(ctx.n_ctx, 1))  # capped by the context asked for, unpadded
     f = 4
     mask_b = 2 if ctx.flash_attn else 4
     masks = ((cells if prof.kv_full else 0) + (swa_cells if prof.kv_swa else 0)) * n_ub * mask_b
@@ -960,7 +961,7 @@ def _compute(
 
             simulated = cpu_compute_bytes(
                 spec,
-                n_ubatch=min(n_ub, max(ctx.n_ctx, 1)),  # llama.cpp caps n_batch by the n_ctx asked, before padding
+                n_ubatch=n_ub,
                 n_seq=ctx.n_seq,
                 n_kv=cells if prof.kv_full or prof.kv_swa else 0,
                 n_kv_swa=swa_cells if prof.kv_swa else 0,

@@ -9,7 +9,9 @@ Strategies are tried in order of speed and the first that fits wins:
    models keep all their routed experts on the host then);
 4. ``cpu``: everything in host RAM;
 5. ``disk``: weights memory-mapped from a file larger than free RAM; it runs, reading weights from
-   disk for every token, very slowly.
+   disk for every token, slowly. On a GPU machine the GPUs are kept full first (every layer with the
+   smallest ``--n-cpu-moe`` they hold, else the most layers ``-ngl K``), so only what they cannot
+   hold is paged from disk; without GPUs (or when not even one layer fits them) ``-ngl 0``.
 
 A strategy fits when every GPU keeps its margin free (``Options.gpu_margin_bytes``, 1 GiB by default
 as llama.cpp's ``--fit``) and the host keeps ``Options.host_reserved_bytes`` free: unlike
@@ -642,6 +644,42 @@ def _try_cpu(setup: _Setup, reasons: list[str], state: dict[str, int], *, disk: 
     return _Choice(Strategy.DISK if disk else Strategy.CPU, n_ctx, layout, b)
 
 
+def _try_gpu_disk(setup: _Setup, reasons: list[str], state: dict[str, int]) -> _Choice | None:
+    """Reading from disk with the GPUs kept full: what the GPUs cannot hold stays memory-mapped.
+
+    For a MoE model, every layer on the GPUs with the smallest ``--n-cpu-moe`` they hold (only routed
+    experts are paged from disk); otherwise, or when even that overflows the GPUs, the most layers
+    the GPUs hold (``-ngl K``; a MoE model keeps all its routed experts on the host then). Either
+    reads far less from disk per token than running everything on the CPU (``-ngl 0``). The host is
+    not the limit here (its mapped weights are paged), so both gallops start from the guesses of
+    ``gpu+cpu-moe`` and ``partial-offload``, which follow the GPUs' budgets.
+    """
+    prof = setup.prof
+    c0 = setup.min_ctx
+    full = prof.n_layer + 1
+    if prof.moe_layers:
+        lo = prof.first_moe_layer + 1
+        guess = min(bisect.bisect_left(prof.experts.cuda, state.get("overflow", 0), lo, full), prof.n_layer)
+        n = _guided_smallest(lo, prof.n_layer, guess, lambda k: _fits(setup, _probe(setup, c0, full, k)[1], disk=True))
+        if n is not None:
+            n_ctx, layout, b, fits = _max_context(setup, lambda c: _probe(setup, c, full, n), disk=True)
+            if fits:
+                return _Choice(Strategy.DISK, n_ctx, layout, b)
+    cpu_moe = prof.n_layer if prof.moe_layers else 0
+    per_layer = max((prof.dense.cuda[-1] + (0 if cpu_moe else prof.experts.cuda[-1])) // max(prof.n_layer, 1), 1)
+    guess = min(prof.n_layer, max(1, sum(setup.budgets) // per_layer))
+
+    def ok(host_layers: int) -> bool:  # -ngl n_layer + 1 - host_layers fits the GPUs
+        return _fits(setup, _probe(setup, c0, full - host_layers, cpu_moe)[1], disk=True)
+
+    k = _guided_smallest(1, prof.n_layer, full - guess, ok)
+    if k is None:
+        return None
+    ngl = full - k
+    n_ctx, layout, b, fits = _max_context(setup, lambda c: _probe(setup, c, ngl, cpu_moe), disk=True)
+    return _Choice(Strategy.DISK, n_ctx, layout, b) if fits else None
+
+
 def _why(setup: _Setup, what: str, n_ctx: int, b: Breakdown) -> str:
     """Why a placement does not fit, as a template (``_reasons``: GPU names and the host budget to fill in)."""
     parts: list[str] = []
@@ -917,7 +955,9 @@ def _run_search(setup: _Setup) -> tuple[_Choice | None, list[str]]:
         if choice is not None:
             return choice, reasons
     if setup.opts.mmap:
-        choice = _try_cpu(setup, reasons, state, disk=True)
+        choice = _try_gpu_disk(setup, reasons, state) if setup.n_gpu else None
+        if choice is None:
+            choice = _try_cpu(setup, reasons, state, disk=True)
         if choice is not None:
             return choice, reasons
     return None, reasons
@@ -1002,7 +1042,12 @@ def _warnings(setup: _Setup, choice: _Choice | None, n_ctx: int) -> list[str]:
         )
     if choice is None:
         return out
-    if choice.strategy is Strategy.DISK:
+    if choice.strategy is Strategy.DISK and choice.layout.gpu_layers:
+        out.append(
+            "reading from disk: the weights kept on the host do not fit in RAM and are paged in from disk for "
+            "every token - the disk bounds the speed"
+        )
+    elif choice.strategy is Strategy.DISK:
         out.append(
             "reading from disk: the weights do not fit in RAM and are paged in from disk for every token - "
             "expect seconds per token"

@@ -204,3 +204,24 @@ def test_plan_identifies_model_and_target(llama8b: ModelSpec) -> None:
     assert (p.target_id, p.gpu_class, p.backend) == (machine.id, machine.gpu_class, str(machine.backend))
     d = p.to_dict()
     assert d["strategy"] == "gpu" and isinstance(d["devices"], list)
+
+
+def test_disk_on_a_gpu_machine_keeps_the_gpus_full(nemotron_super: ModelSpec, llama8b: ModelSpec) -> None:
+    # 2x L4 with 32 GB of RAM: the experts that do not fit the GPUs are paged from disk; every layer
+    # stays on the GPUs, with the smallest --n-cpu-moe they hold
+    machine = resolve_target("scaleway/l4-2-24g", ram_bytes=32 * 10**9)
+    p = make_plan(nemotron_super, machine, Options(context=4096))
+    assert p.fits and p.strategy is Strategy.DISK and p.reading_from_disk
+    assert p.gpu_layers == p.total_layers and p.n_cpu_moe > 0
+    assert all(d.total_bytes <= d.capacity_bytes - Options().gpu_margin_bytes for d in p.devices if d.kind == "gpu")
+    fewer = make_plan(nemotron_super, machine, Options(context=4096, n_cpu_moe=p.n_cpu_moe - 1))
+    assert not fewer.fits and any("needs" in r for r in fewer.reasons)
+    # against the same file paged in from disk on the CPU alone (a machine without the GPUs)
+    cpu_only = make_plan(nemotron_super, resolve_target("cpu", ram_bytes=32 * 10**9), Options(context=4096))
+    assert cpu_only.strategy is Strategy.DISK and cpu_only.gpu_layers == 0
+    assert p.decode_tok_s is not None and cpu_only.decode_tok_s is not None
+    assert p.decode_tok_s > 5 * cpu_only.decode_tok_s
+    # a dense model: the most layers one small GPU holds, the rest paged from disk
+    dense = make_plan(llama8b, _machine(4, ram_gib=3), Options(context=4096))
+    assert dense.strategy is Strategy.DISK and 0 < dense.gpu_layers < dense.total_layers
+    assert not make_plan(llama8b, _machine(4, ram_gib=3), Options(context=4096, gpu_layers=dense.gpu_layers + 1)).fits

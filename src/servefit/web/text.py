@@ -103,6 +103,17 @@ def fit_sentence(plan: Plan) -> str:
             f"{size}. It runs on the CPU only, from system RAM: it needs {fmt_gb(plan.ram_required_bytes)} of the "
             f"{fmt_gb(plan.ram_total_bytes)} there, with {ctx}."
         )
+    elif plan.gpu_layers:
+        experts = (
+            f", with the routed experts of {plan.experts_on_cpu_layers} MoE layers left on the host"
+            if plan.n_cpu_moe
+            else ""
+        )
+        text = (
+            f"{size}; with {ctx}, {_gpus(plan)} and the {fmt_gb(plan.ram_total_bytes)} of system RAM cannot hold "
+            f"everything. {layers.capitalize()} run on {_gpus(plan)} (using {vram}){experts}; llama.cpp reads the "
+            "weights kept on the host from disk (memory-mapped) as it runs. It works, but the disk bounds the speed."
+        )
     else:
         text = (
             f"{size}, more than the {fmt_gb(plan.ram_total_bytes)} of system RAM can hold with everything else, so "
