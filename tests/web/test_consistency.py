@@ -117,7 +117,10 @@ def _check_prose(page: DeployPage, plan: dict[str, Any]) -> None:
     if "runs on the CPU only" in sentence:
         assert plan["strategy"] == "cpu"
         assert plan["gpu_layers"] == 0
-    assert "reads the weights from disk" in sentence or not (plan["fits"] and plan["strategy"] == "disk")
+    assert "from disk (memory-mapped)" in sentence or not (plan["fits"] and plan["strategy"] == "disk")
+    if plan["fits"] and plan["strategy"] == "disk" and plan["gpu_layers"]:
+        # on a GPU machine the GPUs stay full: the sentence gives the layers they run
+        assert f"{plan['gpu_layers']} of {plan['total_layers']} layers run on" in sentence, sentence
     h1 = page.h1
     assert plan["model_name"] in h1 and plan["quant"] in h1
     if plan["fits"] and plan["vram_used_bytes"] > 0:
