@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from servefit.ggml_alloc import FLAG_OUTPUT, Graph, Program, Tensor, compile_graph
 from servefit.ggml_blocks import GraphBuilder, GraphParams
-from servefit.ggml_dense import build_dense, build_phi3
+from servefit.ggml_dense import build_decoder, build_dense, build_phi3
 from servefit.ggml_gdn import build_qwen3next, gdn_supported
 from servefit.ggml_moe import build_deepseek2, build_glm4moe, mla_supported
 from servefit.model import ModelSpec
@@ -30,64 +30,8 @@ __all__ = ["GraphParams", "build_graph", "cpu_compute_bytes", "reserve_params", 
 CPU_ALIGNMENT = 32  # TENSOR_ALIGNMENT: the CPU buffer type's alignment
 
 
-def _llama(g: GraphBuilder) -> None:
-    hp = g.hp
-    e, hd = hp.n_embd, hp.n_embd_head_k
-    inp_l = g.inp_embd()
-    pos = g.inp_pos()
-    inp = g.attn_inp_kv()
-    g.attn_rot(inp)
-    out_ids = g.inp_out_ids()
-    n_layer = g.n_layer
-    for il in range(n_layer):
-        g.gf.mark()
-        b = f"blk.{il}."
-        inp_sa = inp_l
-        cur = g.norm_rms(inp_l, g.w(b + "attn_norm.weight", e))
-        q, k, v = g.qkv(il, cur, hd, hp.n_head[il], hp.n_head_kv[il])
-        q = g.rope(q, pos)
-        k = g.rope(k, pos)
-        cur = g.attn(
-            inp, il, g.w(b + "attn_output.weight", hd * hp.n_head[il], e), g.opt(b + "attn_output.bias", e), q, k, v
-        )
-        if il == n_layer - 1:
-            cur = g.get_rows(cur, out_ids)
-            inp_sa = g.get_rows(inp_sa, out_ids)
-        ffn_inp = g.add(cur, inp_sa)
-        cur = g.norm_rms(ffn_inp, g.w(b + "ffn_norm.weight", e))
-        cur = g.ffn_swiglu(il, cur, hp.n_ff[il])
-        inp_l = g.add(cur, ffn_inp)
-    g.output(inp_l)
-
-
 def _qwen3moe(g: GraphBuilder) -> None:
-    hp = g.hp
-    e, hd = hp.n_embd, hp.n_embd_head_k
-    inp_l = g.inp_embd()
-    pos = g.inp_pos()
-    inp = g.attn_inp_kv()
-    g.attn_rot(inp)
-    out_ids = g.inp_out_ids()
-    n_layer = g.n_layer
-    for il in range(n_layer):
-        g.gf.mark()
-        b = f"blk.{il}."
-        inp_sa = inp_l
-        cur = g.norm_rms(inp_l, g.w(b + "attn_norm.weight", e))
-        q, k, v = g.qkv(il, cur, hd, hp.n_head[il], hp.n_head_kv[il])
-        q = g.rope(g.norm_rms(q, g.w(b + "attn_q_norm.weight", hd)), pos)
-        k = g.rope(g.norm_rms(k, g.w(b + "attn_k_norm.weight", hd)), pos)
-        cur = g.attn(
-            inp, il, g.w(b + "attn_output.weight", hd * hp.n_head[il], e), g.opt(b + "attn_output.bias", e), q, k, v
-        )
-        if il == n_layer - 1:
-            cur = g.get_rows(cur, out_ids)
-            inp_sa = g.get_rows(inp_sa, out_ids)
-        ffn_inp = g.add(cur, inp_sa)
-        cur = g.norm_rms(ffn_inp, g.w(b + "ffn_norm.weight", e))
-        cur = g.moe_ffn(il, cur, hp.n_ff_exp)
-        inp_l = g.add(cur, ffn_inp)
-    g.output(inp_l)
+    build_decoder(g, lambda il, cur: g.moe_ffn(il, cur, g.hp.n_ff_exp))
 
 
 def _gemma3(g: GraphBuilder) -> None:
@@ -300,7 +244,7 @@ def _granitehybrid(g: GraphBuilder) -> None:
 
 
 _BUILDERS: dict[str, Callable[[GraphBuilder], None]] = {
-    "llama": _llama,
+    "llama": build_dense,
     "qwen3moe": _qwen3moe,
     "gemma3": _gemma3,
     "gpt-oss": _gpt_oss,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from servefit.ggml_alloc import Tensor
 from servefit.ggml_blocks import GraphBuilder
+from servefit.ggml_dense import build_decoder
 from servefit.ggml_ops import type_block
 
 __all__ = ["build_deepseek2", "build_glm4moe", "mla_supported"]
@@ -79,37 +80,8 @@ def _ffn(g: GraphBuilder, il: int, cur: Tensor, router: _Router) -> Tensor:
 
 def build_glm4moe(g: GraphBuilder) -> None:
     """GLM-4.5 / 4.6: llama-like attention with biases, post-attention norm, dense lead layers then MoE."""
-    hp = g.hp
-    e, hd = hp.n_embd, hp.n_embd_head_k
     router = _router(g)
-    inp_l = g.inp_embd()
-    pos = g.inp_pos()
-    inp = g.attn_inp_kv()
-    g.attn_rot(inp)
-    out_ids = g.inp_out_ids()
-    n_layer = g.n_layer
-    for il in range(n_layer):
-        g.gf.mark()
-        b = f"blk.{il}."
-        inp_sa = inp_l
-        cur = g.norm_rms(inp_l, g.w(b + "attn_norm.weight", e))
-        q, k, v = g.qkv(il, cur, hd, hp.n_head[il], hp.n_head_kv[il])
-        q_norm, k_norm = g.opt(b + "attn_q_norm.weight", hd), g.opt(b + "attn_k_norm.weight", hd)
-        if q_norm is not None:
-            q = g.norm_rms(q, q_norm)
-        if k_norm is not None:
-            k = g.norm_rms(k, k_norm)
-        q = g.rope(q, pos)
-        k = g.rope(k, pos)
-        cur = g.attn(inp, il, g.w(b + "attn_output.weight", hd * hp.n_head[il], e), None, q, k, v)
-        if il == n_layer - 1:
-            cur = g.get_rows(cur, out_ids)
-            inp_sa = g.get_rows(inp_sa, out_ids)
-        ffn_inp = g.add(cur, inp_sa)
-        cur = g.norm_rms(ffn_inp, g.w(b + "post_attention_norm.weight", e))
-        cur = _ffn(g, il, cur, router)
-        inp_l = g.add(cur, ffn_inp)
-    g.output(inp_l)
+    build_decoder(g, lambda il, cur: _ffn(g, il, cur, router), ffn_norm="post_attention_norm", out_bias=False)
 
 
 def mla_supported(g_names: frozenset[str]) -> bool:
